@@ -1,0 +1,105 @@
+"""The `clipmill` console script: one subcommand per job.
+
+Training subcommands import `train` lazily, so curation never pays for
+Lightning. Exit codes: 0 finished (bad files are data), 2 usage or
+configuration error (the message names the flag), 1 no input video found.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+USAGE = """usage: clipmill {curate,synth,train,sample} ...
+
+  curate   raw footage -> WebDataset shards + Parquet manifest
+  synth    synthetic raw footage with ground truth
+  train    fit/validate the text-to-video model (LightningCLI)
+  sample   generate videos from prompts with a checkpoint
+"""
+
+
+def _fail(prog: str, message: str) -> int:
+    text = " ".join(line.strip() for line in str(message).strip().splitlines() if line.strip())
+    print(f"{prog}: error: {text}", file=sys.stderr)
+    return 2
+
+
+def curate_parser():
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from pipeline.config import SECTIONS
+
+    parser = ArgumentParser(prog="clipmill curate", exit_on_error=False,
+                            description="Curate raw footage into clean clips, shards and manifests.")
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with any of the options")
+    parser.add_argument("inputs", nargs="+", help="files, folders, globs, list files, fsspec URLs")
+    parser.add_argument("--output", required=True, help="output folder (nothing is written outside)")
+    parser.add_argument("--quiet", action="store_true", help="no per-video progress lines")
+    for name, cls in SECTIONS.items():
+        parser.add_class_arguments(cls, name)
+    return parser
+
+
+def curate_main(argv: list[str]) -> int:
+    from jsonargparse import ArgumentError
+
+    from pipeline.config import ConfigError, CurateConfig
+
+    prog = "clipmill curate"
+    parser = curate_parser()
+    try:
+        ns = parser.parse_args(argv)
+        built = parser.instantiate(ns)
+        cfg = CurateConfig(**{k: built[k] for k in ("ray", "probe", "split", "transcode",
+                                                     "shards")})
+    except (ArgumentError, ConfigError, ValueError, TypeError) as exc:
+        return _fail(prog, str(exc))
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    from pipeline.driver import NoInputError, curate
+
+    logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,
+                        format="%(message)s")
+    try:
+        summary = curate(list(ns.inputs), ns.output, cfg)
+    except NoInputError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    secs = summary["seconds"]
+    print(f"done: {summary['clips']['kept']}/{summary['clips']['candidates']} clips kept, "
+          f"{secs['kept']:.1f}s of {secs['input']:.1f}s, {len(summary['shards'])} shards "
+          f"-> {ns.output}")
+    return 0
+
+
+def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        mod = __import__(module, fromlist=[func])
+        return int(getattr(mod, func)(argv) or 0)
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "curate": curate_main,
+    "synth": _lazy("pipeline.synth", "main"),
+    "train": _lazy("train.cli", "train_main"),
+    "sample": _lazy("train.cli", "sample_main"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        return _fail("clipmill", f"unknown command {argv[0]!r}; one of {', '.join(COMMANDS)}")
+    return command(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
