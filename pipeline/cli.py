@@ -31,11 +31,16 @@ def curate_parser():
 
     from pipeline.config import SECTIONS
 
-    parser = ArgumentParser(prog="clipmill curate", exit_on_error=False,
-                            description="Curate raw footage into clean clips, shards and manifests.")
+    parser = ArgumentParser(
+        prog="clipmill curate",
+        exit_on_error=False,
+        description="Curate raw footage into clean clips, shards and manifests.",
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with any of the options")
     parser.add_argument("inputs", nargs="+", help="files, folders, globs, list files, fsspec URLs")
-    parser.add_argument("--output", required=True, help="output folder (nothing is written outside)")
+    parser.add_argument(
+        "--output", required=True, help="output folder (nothing is written outside)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-video progress lines")
     for name, cls in SECTIONS.items():
         parser.add_class_arguments(cls, name)
@@ -52,25 +57,27 @@ def curate_main(argv: list[str]) -> int:
     try:
         ns = parser.parse_args(argv)
         built = parser.instantiate(ns)
-        cfg = CurateConfig(**{k: built[k] for k in ("ray", "probe", "split", "transcode",
-                                                     "shards")})
+        cfg = CurateConfig(
+            **{k: built[k] for k in ("ray", "probe", "split", "transcode", "shards")}
+        )
     except (ArgumentError, ConfigError, ValueError, TypeError) as exc:
         return _fail(prog, str(exc))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     from pipeline.driver import NoInputError, curate
 
-    logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,
-                        format="%(message)s")
+    logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO, format="%(message)s")
     try:
         summary = curate(list(ns.inputs), ns.output, cfg)
     except NoInputError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     secs = summary["seconds"]
-    print(f"done: {summary['clips']['kept']}/{summary['clips']['candidates']} clips kept, "
-          f"{secs['kept']:.1f}s of {secs['input']:.1f}s, {len(summary['shards'])} shards "
-          f"-> {ns.output}")
+    print(
+        f"done: {summary['clips']['kept']}/{summary['clips']['candidates']} clips kept, "
+        f"{secs['kept']:.1f}s of {secs['input']:.1f}s, {len(summary['shards'])} shards "
+        f"-> {ns.output}"
+    )
     return 0
 
 

@@ -34,8 +34,11 @@ class StageResources:
     def check(self, section: str) -> None:
         _check(self.num_cpus > 0, f"{section}.num_cpus", f"must be > 0, got {self.num_cpus}")
         _check(self.num_gpus >= 0, f"{section}.num_gpus", f"must be >= 0, got {self.num_gpus}")
-        _check(self.concurrency is None or self.concurrency >= 1, f"{section}.concurrency",
-               f"must be >= 1, got {self.concurrency}")
+        _check(
+            self.concurrency is None or self.concurrency >= 1,
+            f"{section}.concurrency",
+            f"must be >= 1, got {self.concurrency}",
+        )
 
     def ray_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"num_cpus": self.num_cpus}
@@ -53,8 +56,11 @@ class RayConfig:
     """CPUs of the local Ray instance (None: all of this machine's)."""
 
     def __post_init__(self) -> None:
-        _check(self.num_cpus is None or self.num_cpus >= 1, "ray.num_cpus",
-               f"must be >= 1, got {self.num_cpus}")
+        _check(
+            self.num_cpus is None or self.num_cpus >= 1,
+            "ray.num_cpus",
+            f"must be >= 1, got {self.num_cpus}",
+        )
 
 
 @dataclass(frozen=True)
@@ -90,16 +96,28 @@ class SplitConfig:
     resources: StageResources = field(default_factory=StageResources)
 
     def __post_init__(self) -> None:
-        _check(self.detector in ("content", "adaptive", "transnetv2", "fixed"),
-               "split.detector", f"must be content|adaptive|transnetv2|fixed, got {self.detector!r}")
+        _check(
+            self.detector in ("content", "adaptive", "transnetv2", "fixed"),
+            "split.detector",
+            f"must be content|adaptive|transnetv2|fixed, got {self.detector!r}",
+        )
         _check(self.min_clip_s > 0, "split.min_clip_s", f"must be > 0, got {self.min_clip_s}")
-        _check(self.max_clip_s >= self.min_clip_s, "split.max_clip_s",
-               f"must be >= --split.min_clip_s ({self.min_clip_s}), got {self.max_clip_s}")
+        _check(
+            self.max_clip_s >= self.min_clip_s,
+            "split.max_clip_s",
+            f"must be >= --split.min_clip_s ({self.min_clip_s}), got {self.max_clip_s}",
+        )
         _check(self.trim_s >= 0, "split.trim_s", f"must be >= 0, got {self.trim_s}")
-        _check(16 <= self.analysis_width <= 1024, "split.analysis_width",
-               f"must be in [16, 1024], got {self.analysis_width}")
-        _check(0 < self.transnet_threshold < 1, "split.transnet_threshold",
-               f"must be in (0, 1), got {self.transnet_threshold}")
+        _check(
+            16 <= self.analysis_width <= 1024,
+            "split.analysis_width",
+            f"must be in [16, 1024], got {self.analysis_width}",
+        )
+        _check(
+            0 < self.transnet_threshold < 1,
+            "split.transnet_threshold",
+            f"must be in (0, 1), got {self.transnet_threshold}",
+        )
         _check(self.soft_window_s >= 0, "split.soft_window_s", "must be >= 0")
         self.resources.check("split.resources")
 
@@ -118,13 +136,28 @@ class TranscodeConfig:
     resources: StageResources = field(default_factory=StageResources)
 
     def __post_init__(self) -> None:
-        _check(self.fps is None or 1 <= self.fps <= 240, "transcode.fps",
-               f"must be in [1, 240], got {self.fps}")
-        _check(self.short_side is None or 16 <= self.short_side <= 4320,
-               "transcode.short_side", f"must be in [16, 4320], got {self.short_side}")
+        _check(
+            self.fps is None or 1 <= self.fps <= 240,
+            "transcode.fps",
+            f"must be in [1, 240], got {self.fps}",
+        )
+        _check(
+            self.short_side is None or 16 <= self.short_side <= 4320,
+            "transcode.short_side",
+            f"must be in [16, 4320], got {self.short_side}",
+        )
         _check(0 <= self.crf <= 51, "transcode.crf", f"must be in [0, 51], got {self.crf}")
-        presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                   "slower", "veryslow")
+        presets = (
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+        )
         _check(self.preset in presets, "transcode.preset", f"must be one of {presets}")
         _check(1 <= self.threads <= 64, "transcode.threads", "must be in [1, 64]")
         self.resources.check("transcode.resources")

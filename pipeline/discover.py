@@ -31,7 +31,7 @@ def is_url(path: str) -> bool:
 
 
 def _strip_file_scheme(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def read_list_file(path: str) -> list[str]:
@@ -58,7 +58,8 @@ def _walk_local(root: Path, exclude: Path | None) -> list[str]:
         here = Path(dirpath)
         # Never ingest our own output (users often put --output inside the footage folder).
         dirnames[:] = sorted(
-            d for d in dirnames
+            d
+            for d in dirnames
             if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
         )
         found += [str(here / f) for f in sorted(filenames) if not f.startswith(".")]
@@ -69,18 +70,18 @@ def _expand_url(url: str) -> list[Candidate]:
     import fsspec
 
     fs, _, paths = fsspec.get_fs_token_paths(url)
-    proto = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
     out = []
     for p in paths:
         if fs.isdir(p):
-            out += [Candidate(f"{proto}://{f}", False) for f in sorted(fs.find(p))]
-        else:
-            out.append(Candidate(f"{proto}://{p}", True))
+            out += [Candidate(fs.unstrip_protocol(f), False) for f in sorted(fs.find(p))]
+        elif fs.exists(p):
+            out.append(Candidate(fs.unstrip_protocol(p), True))
     return out
 
 
-def expand_inputs(inputs: list[str], exclude: str | Path | None = None) -> tuple[
-        list[Candidate], list[str]]:
+def expand_inputs(
+    inputs: list[str], exclude: str | Path | None = None
+) -> tuple[list[Candidate], list[str]]:
     """Return (candidates sorted and de-duplicated by path, inputs that matched nothing)."""
     exclude_path = Path(exclude).resolve() if exclude else None
     cands: dict[str, Candidate] = {}

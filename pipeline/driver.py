@@ -37,8 +37,9 @@ class LocalRunner:
     def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
         return [fn(r) for r in rows]
 
-    def stream(self, rows: list[dict], stages: list[tuple[type, tuple, StageResources]]
-               ) -> Iterator[dict]:
+    def stream(
+        self, rows: list[dict], stages: list[tuple[type, tuple, StageResources]]
+    ) -> Iterator[dict]:
         built = [cls(*args) for cls, args, _ in stages]
         for row in rows:
             for stage in built:
@@ -71,8 +72,9 @@ class RayRunner:
         out = ds.map(fn, **res.ray_args()).take_all()
         return sorted(out, key=lambda r: r["order"])
 
-    def stream(self, rows: list[dict], stages: list[tuple[type, tuple, StageResources]]
-               ) -> Iterator[dict]:
+    def stream(
+        self, rows: list[dict], stages: list[tuple[type, tuple, StageResources]]
+    ) -> Iterator[dict]:
         import ray
 
         if not rows:
@@ -80,8 +82,9 @@ class RayRunner:
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         for cls, args, res in stages:
             # Callable classes run as actor pools: a model (TransNetV2) loads once per actor.
-            ds = ds.map(cls, fn_constructor_args=args, concurrency=self._pool(res),
-                        **res.ray_args())
+            ds = ds.map(
+                cls, fn_constructor_args=args, concurrency=self._pool(res), **res.ray_args()
+            )
         return ds.iter_rows()
 
 
@@ -93,14 +96,21 @@ def make_runner(cfg: CurateConfig) -> LocalRunner | RayRunner:
 
 def _discover(inputs: list[str], out: Path) -> list[dict]:
     cands, missing = expand_inputs(inputs, exclude=out)
-    rows = [{"path": c.path, "explicit": c.explicit, "order": i, "work_dir": str(out / "work")}
-            for i, c in enumerate(cands)]
-    return rows + [{"path": m, "missing": True, "order": len(rows) + i}
-                   for i, m in enumerate(missing)]
+    rows = [
+        {"path": c.path, "explicit": c.explicit, "order": i, "work_dir": str(out / "work")}
+        for i, c in enumerate(cands)
+    ]
+    return rows + [
+        {"path": m, "missing": True, "order": len(rows) + i} for i, m in enumerate(missing)
+    ]
 
 
-def curate(inputs: list[str], output: str | Path, cfg: CurateConfig,
-           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def curate(
+    inputs: list[str],
+    output: str | Path,
+    cfg: CurateConfig,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the whole curation; returns summary.json's content."""
     say = progress or log.info
     out = Path(output)
@@ -112,34 +122,45 @@ def curate(inputs: list[str], output: str | Path, cfg: CurateConfig,
     missing = [r for r in rows if r.get("missing")]
     runner = make_runner(cfg)
     # probe: 1:1, hash + container facts + first frame; cheap, so fractional CPUs.
-    probed = runner.map([r for r in rows if not r.get("missing")], probe_video,
-                        cfg.probe.resources)
+    probed = runner.map([r for r in rows if not r.get("missing")], probe_video, cfg.probe.resources)
     videos = [v for v in probed if v["status"] != "ignored"]
-    videos += [empty_video(source_path=r["path"], status="error", order=r["order"],
-                           error="input not found") for r in missing]
+    videos += [
+        empty_video(
+            source_path=r["path"], status="error", order=r["order"], error="input not found"
+        )
+        for r in missing
+    ]
     if not any(v["status"] == "ok" for v in videos):
         raise NoInputError(f"no input video found in {inputs} ({len(videos)} unreadable)")
     mark_duplicates(videos)
     fp = fingerprint(cfg)
-    staged = {v["video_id"]: load_staged(work, v["video_id"], fp)
-              for v in videos if v["status"] == "ok"}
-    todo = [{"video": json.dumps(v)} for v in videos
-            if v["status"] == "ok" and staged[v["video_id"]] is None]
-    say(f"{len(videos)} videos ({sum(v['status'] == 'ok' for v in videos)} ok), "
-        f"{len(todo)} to process, {len(staged) - len(todo)} already done")
+    staged = {
+        v["video_id"]: load_staged(work, v["video_id"], fp) for v in videos if v["status"] == "ok"
+    }
+    todo = [
+        {"video": json.dumps(v)}
+        for v in videos
+        if v["status"] == "ok" and staged[v["video_id"]] is None
+    ]
+    say(
+        f"{len(videos)} videos ({sum(v['status'] == 'ok' for v in videos)} ok), "
+        f"{len(todo)} to process, {len(staged) - len(todo)} already done"
+    )
     stages = [
         # split: 1:1, one low-res decode per video; TransNetV2 (GPU-able) loads once per actor.
         (SplitStage, (cfg.split,), cfg.split.resources),
         # transcode: 1:N clips, one ffmpeg pass per video (x264 threads), staged atomically.
-        (StageWriter, (cfg.transcode, str(work), fp, cfg.shards.thumbnails),
-         cfg.transcode.resources),
+        (
+            StageWriter,
+            (cfg.transcode, str(work), fp, cfg.shards.thumbnails),
+            cfg.transcode.resources,
+        ),
     ]
     for done, row in enumerate(runner.stream(todo, stages), 1):
         say(f"[{done}/{len(todo)}] {row['video_id']} {row['status']} {row['n_clips']} clips")
     staged = {vid: load_staged(work, vid, fp) for vid in staged}
     summary = pack(out, videos, staged, cfg)
-    (work / "last_run.json").write_text(json.dumps(
-        {"wall_s": round(time.perf_counter() - t0, 3), "processed": len(todo)}))
+    (work / "last_run.json").write_text(
+        json.dumps({"wall_s": round(time.perf_counter() - t0, 3), "processed": len(todo)})
+    )
     return summary
-
-

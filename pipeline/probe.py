@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,24 @@ from pipeline.discover import is_url
 from schemas import empty_video
 
 VIDEO_SUFFIXES = {
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-    ".wmv", ".flv", ".3gp", ".ogv", ".mxf", ".y4m", ".gif",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ogv",
+    ".mxf",
+    ".y4m",
+    ".gif",
 }
 CHUNK = 1 << 20
 
@@ -33,17 +50,14 @@ def hash_file(path: str, copy_to: str | None = None) -> tuple[str, int]:
     import fsspec
 
     digest, size = hashlib.sha256(), 0
-    with fsspec.open(path, "rb") as src:
-        dst = open(copy_to + ".part", "wb") if copy_to else None
-        try:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                if dst:
-                    dst.write(chunk)
-        finally:
+    with ExitStack() as stack:
+        src = stack.enter_context(fsspec.open(path, "rb"))
+        dst = stack.enter_context(open(copy_to + ".part", "wb")) if copy_to else None
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
             if dst:
-                dst.close()
+                dst.write(chunk)
     if copy_to:
         os.replace(copy_to + ".part", copy_to)
     return digest.hexdigest(), size

@@ -41,8 +41,13 @@ class ShardWriter:
     `max_bytes` (a single sample larger than `max_bytes` gets a shard of its own).
     """
 
-    def __init__(self, out_dir: str | Path, max_samples: int = 1000,
-                 max_bytes: int = 1 << 30, start_index: int = 0) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        max_samples: int = 1000,
+        max_bytes: int = 1 << 30,
+        start_index: int = 0,
+    ) -> None:
         if max_samples < 1 or max_bytes < 1:
             raise ValueError("max_samples and max_bytes must be positive")
         self.out_dir = Path(out_dir)
@@ -90,7 +95,8 @@ class ShardWriter:
 
     def _open(self) -> None:
         self._tmp = self.out_dir / (SHARD_PATTERN.format(self.index) + ".tmp")
-        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
+        # Open across many write() calls; closed in _finish.
+        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         self._count = self._bytes = 0
 
     def _finish(self) -> None:

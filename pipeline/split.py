@@ -90,8 +90,9 @@ class Splitter:
             video.update(self.analyse(video["local_path"], float(video.get("fps") or 25.0)))
             video["clips"] = plan_clips(video, self.cfg)
         except Exception as exc:  # noqa: BLE001 - a bad video is a row, never a crashed job
-            video.update(status="error", error=f"split: {type(exc).__name__}: {exc}"[:300],
-                         clips=[])
+            video.update(
+                status="error", error=f"split: {type(exc).__name__}: {exc}"[:300], clips=[]
+            )
         return video
 
     def analyse(self, path: str, fps_guess: float) -> dict[str, Any]:
@@ -150,8 +151,7 @@ def plan_clips(video: dict[str, Any], cfg: SplitConfig) -> list[dict[str, Any]]:
     run loses `trim_s` on each side that touches a boundary, then becomes
     equal windows ≤ max_clip_s, or one `too_short` row.
     """
-    n, times = video["n_frames"], video["frame_times"]
-    fps = video["fps"]
+    n, fps = video["n_frames"], video["fps"]
     labels = np.full(n, CONTENT, np.int8)
     labels[video["blank_mask"]] = BLANK
     labels[video["transition_mask"] & ~video["blank_mask"]] = TRANSITION

@@ -85,8 +85,11 @@ class StageWriter:
         (tmp / "record.json").write_text(json.dumps(video, sort_keys=True))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        return {"video_id": video["video_id"], "status": video["status"],
-                "n_clips": len(video["clips"])}
+        return {
+            "video_id": video["video_id"],
+            "status": video["status"],
+            "n_clips": len(video["clips"]),
+        }
 
     def _finish_clip(self, clip: dict[str, Any], folder: Path) -> None:
         path = folder / f"{clip['clip_id']}.mp4"

@@ -35,11 +35,17 @@ def output_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     if short_side and min(width, height) > short_side:
         scale = short_side / min(width, height)
         width, height = width * scale, height * scale
-    return max(2, round(width / 2) * 2), max(2, round(height / 2) * 2)
+    return max(2, int(width) // 2 * 2), max(2, int(height) // 2 * 2)
 
 
-def ffmpeg_args(src: str, pattern: str, bounds: list[int], fps: float, size: tuple[int, int],
-                cfg: TranscodeConfig) -> list[str]:
+def ffmpeg_args(
+    src: str,
+    pattern: str,
+    bounds: list[int],
+    fps: float,
+    size: tuple[int, int],
+    cfg: TranscodeConfig,
+) -> list[str]:
     """Arguments of one segmenting encode; `bounds` are output frames where segments start."""
     w, h = size
     vf = f"setpts=PTS-STARTPTS,fps={fps!r},scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p"
@@ -47,12 +53,36 @@ def ffmpeg_args(src: str, pattern: str, bounds: list[int], fps: float, size: tup
     args = ["-i", src, "-map", "0:v:0"]
     args += ["-map", "0:a:0?", "-c:a", "aac"] if cfg.keep_audio else ["-an"]
     args += [
-        "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
-        "-vf", vf, "-c:v", "libx264", "-preset", cfg.preset, "-crf", str(cfg.crf),
-        "-threads", str(cfg.threads), "-pix_fmt", "yuv420p",
-        "-flags", "+bitexact", "-fflags", "+bitexact",
-        "-f", "segment", "-reset_timestamps", "1", "-segment_format", "mp4",
-        "-segment_format_options", "movflags=+faststart",
+        "-sn",
+        "-dn",
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
+        "-vf",
+        vf,
+        "-c:v",
+        "libx264",
+        "-preset",
+        cfg.preset,
+        "-crf",
+        str(cfg.crf),
+        "-threads",
+        str(cfg.threads),
+        "-pix_fmt",
+        "yuv420p",
+        "-flags",
+        "+bitexact",
+        "-fflags",
+        "+bitexact",
+        "-f",
+        "segment",
+        "-reset_timestamps",
+        "1",
+        "-segment_format",
+        "mp4",
+        "-segment_format_options",
+        "movflags=+faststart",
     ]
     if bounds:
         args += ["-force_key_frames", keys, "-segment_frames", ",".join(map(str, bounds))]
@@ -86,8 +116,9 @@ def transcode_video(video: dict[str, Any], cfg: TranscodeConfig, clip_dir: Path)
     shutil.rmtree(seg_dir, ignore_errors=True)
     seg_dir.mkdir(parents=True)
     try:
-        run_ffmpeg(ffmpeg_args(video["local_path"], str(seg_dir / "%06d.mp4"), bounds, fps,
-                               size, cfg))
+        run_ffmpeg(
+            ffmpeg_args(video["local_path"], str(seg_dir / "%06d.mp4"), bounds, fps, size, cfg)
+        )
     except Exception as exc:  # noqa: BLE001 - an encode failure is data on the clip rows
         for c in wanted:
             _fail(c, f"transcode: {exc}")

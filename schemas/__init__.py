@@ -13,7 +13,15 @@ from schemas.records import (
 from schemas.vocab import CAPTION_SOURCES, REJECT_REASONS, VIDEO_STATUSES
 
 __all__ = [
-    "CAPTION_SOURCES", "CLIP_FIELDS", "CLIP_SCHEMA", "REJECT_REASONS", "VIDEO_FIELDS",
-    "VIDEO_SCHEMA", "VIDEO_STATUSES", "clip_json_schema", "empty_clip", "empty_video",
+    "CAPTION_SOURCES",
+    "CLIP_FIELDS",
+    "CLIP_SCHEMA",
+    "REJECT_REASONS",
+    "VIDEO_FIELDS",
+    "VIDEO_SCHEMA",
+    "VIDEO_STATUSES",
+    "clip_json_schema",
+    "empty_clip",
+    "empty_video",
     "validate_clip",
 ]

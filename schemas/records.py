@@ -42,8 +42,12 @@ _INT = {"type": "integer", "minimum": 0}
 _BOOL = {"type": "boolean"}
 
 CLIP_FIELDS: tuple[Field, ...] = (
-    Field("clip_id", pa.string(), {"type": "string", "pattern": CLIP_ID_PATTERN},
-          doc="{video_id}_{start_frame:07d}_{end_frame:07d}, end exclusive"),
+    Field(
+        "clip_id",
+        pa.string(),
+        {"type": "string", "pattern": CLIP_ID_PATTERN},
+        doc="{video_id}_{start_frame:07d}_{end_frame:07d}, end exclusive",
+    ),
     Field("video_id", pa.string(), {"type": "string", "pattern": VIDEO_ID_PATTERN}),
     Field("source_path", pa.string(), _STR, doc="the input as the user named it"),
     Field("scene_index", pa.int32(), _INT, doc="which detected scene of the video"),
@@ -58,16 +62,30 @@ CLIP_FIELDS: tuple[Field, ...] = (
     Field("width", pa.int32(), _INT, True, doc="of the clip's mp4 (after rotation)"),
     Field("height", pa.int32(), _INT, True),
     Field("kept", pa.bool_(), _BOOL),
-    Field("reject_reasons", pa.list_(pa.string()),
-          {"type": "array", "items": {"enum": list(REJECT_REASONS)}}),
+    Field(
+        "reject_reasons",
+        pa.list_(pa.string()),
+        {"type": "array", "items": {"enum": list(REJECT_REASONS)}},
+    ),
     Field("errors", pa.string(), _STR, True, doc="one line per failed step"),
     Field("caption", pa.string(), _STR, True, doc="the primary caption"),
-    Field("captions", pa.list_(CAPTION_STRUCT),
-          {"type": "array", "items": {
-              "type": "object", "required": ["text", "source"],
-              "properties": {"text": _STR, "source": {"enum": list(CAPTION_SOURCES)},
-                             "score": {"type": ["number", "null"]}}}},
-          doc="every caption found, with source and score"),
+    Field(
+        "captions",
+        pa.list_(CAPTION_STRUCT),
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["text", "source"],
+                "properties": {
+                    "text": _STR,
+                    "source": {"enum": list(CAPTION_SOURCES)},
+                    "score": {"type": ["number", "null"]},
+                },
+            },
+        },
+        doc="every caption found, with source and score",
+    ),
     Field("motion_score", pa.float32(), _NUM, True),
     Field("clip_score", pa.float32(), _NUM, True),
     Field("aesthetic", pa.float32(), _NUM, True),

@@ -1,0 +1,92 @@
+"""Every kind of bad input is one row with a clear error (or a good clip); the run goes on."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import build_config
+from pipeline.driver import curate
+
+ERRORS = {
+    "zero_byte": "empty file",
+    "truncated": "Error",
+    "random_bytes": "Error",
+    "png_as_mp4": "an image",
+    "audio_only": "no video stream",
+}
+GOOD = [
+    "odd_dims",
+    "rotated",
+    "vfr",
+    "ten_bit",
+    "hevc_mkv",
+    "vp9_webm",
+    "av1_mkv",
+    "prores_mov",
+    "weird_name",
+]
+
+
+def _listing(folder) -> dict[str, int]:
+    return {
+        os.path.join(d, f): os.path.getsize(os.path.join(d, f))
+        for d, _, fs in os.walk(folder)
+        for f in fs
+    }
+
+
+@pytest.fixture(scope="module")
+def result(bad_inputs, tmp_path_factory):
+    folder = next(iter(bad_inputs.values())).parent
+    before = _listing(folder)
+    out = tmp_path_factory.mktemp("out")
+    cfg = build_config({"ray": {"address": "none"}, "split": {"min_clip_s": 1.0}})
+    curate([str(folder)], out, cfg)
+    assert _listing(folder) == before, "the input folder must not be touched"
+    videos = {
+        os.path.basename(v["source_path"]): v
+        for v in pq.read_table(out / "videos.parquet").to_pylist()
+    }
+    clips = pq.read_table(out / "clips.parquet").to_pylist()
+    return videos, clips
+
+
+@pytest.mark.parametrize("kind", sorted(ERRORS))
+def test_bad_file_is_one_error_row_with_a_one_line_reason(result, bad_inputs, kind):
+    videos, clips = result
+    row = videos[bad_inputs[kind].name]
+    assert row["status"] == "error"
+    assert ERRORS[kind] in row["error"] and "\n" not in row["error"]
+    assert not [c for c in clips if c["source_path"] == row["source_path"]]
+
+
+@pytest.mark.parametrize("kind", GOOD)
+def test_unusual_but_valid_file_yields_a_kept_clip(result, bad_inputs, kind):
+    if kind not in bad_inputs:
+        pytest.skip(f"{kind} could not be made with this ffmpeg build")
+    videos, clips = result
+    row = videos[bad_inputs[kind].name]
+    assert row["status"] == "ok", row["error"]
+    kept = [c for c in clips if c["source_path"] == row["source_path"] and c["kept"]]
+    assert kept, [c for c in clips if c["source_path"] == row["source_path"]]
+    assert all(c["width"] % 2 == 0 and c["height"] % 2 == 0 for c in kept)
+    if kind == "rotated":
+        assert row["rotation"] in (90, 270) and row["height"] > row["width"]
+        assert all(c["height"] > c["width"] for c in kept)
+
+
+def test_non_video_files_in_a_folder_are_ignored_silently(result, bad_inputs):
+    videos, _ = result
+    assert bad_inputs["text_file"].name not in videos
+
+
+def test_missing_explicit_input_is_an_error_row(synth_raw, tmp_path):
+    root, truth = synth_raw
+    cfg = build_config({"ray": {"address": "none"}})
+    curate([str(root / truth[1]["file"]), str(tmp_path / "nope.mp4")], tmp_path / "out", cfg)
+    videos = pq.read_table(tmp_path / "out" / "videos.parquet").to_pylist()
+    assert [v["status"] for v in videos] == ["ok", "error"]
+    assert videos[1]["error"] == "input not found"
