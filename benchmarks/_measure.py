@@ -1,0 +1,72 @@
+"""Shared helpers for the benchmark scripts: timing, peak RSS of a process tree."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (Ray workers included), MB."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+        stack += _children(p)
+    return total / 1024
+
+
+def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(wall seconds, peak tree RSS MB) of one command, polled every 50 ms."""
+    peak = 0.0
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    done = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_mb(proc.pid))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    t.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed: {err.decode()[-500:]}")
+    return wall, peak
+
+
+def median_run(cmd: list[str], repeats: int, before=None, env=None) -> tuple[float, float]:
+    walls, peaks = [], []
+    for _ in range(repeats):
+        if before:
+            before()
+        w, p = run(cmd, env)
+        walls.append(w)
+        peaks.append(p)
+    return statistics.median(walls), max(peaks)

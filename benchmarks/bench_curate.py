@@ -1,0 +1,164 @@
+"""Curation speed and memory (issue: curation backbone).
+
+    .venv/bin/python benchmarks/bench_curate.py [--repeats 3] [--minutes 3] [--long-minutes 30]
+
+1. curate (360p output) vs the floor: one ffmpeg decode+scale+encode with the same settings.
+2. curate at source resolution vs `scenedetect -i IN detect-adaptive split-video`.
+3. peak RSS of curate on a short and a long input (the long one is the short one concatenated).
+Inputs are made with `clipmill synth` (1280x720, many cuts) under benchmarks/data/ (ignored by git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import median_run  # noqa: E402
+
+from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+BIN = Path(sys.executable).parent
+
+
+def make_input(minutes: float) -> Path:
+    path = DATA / f"synth_720p_{minutes:g}min.mp4"
+    if path.exists():
+        return path
+    raw = DATA / f"raw_{minutes:g}"
+    run_cmd = [
+        str(BIN / "clipmill"),
+        "synth",
+        "--output",
+        str(raw),
+        "--videos",
+        "1",
+        "--seed",
+        "0",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--duration-s",
+        str(minutes * 60),
+    ]
+    import subprocess
+
+    subprocess.run(run_cmd, check=True)
+    shutil.move(raw / "video_000.mp4", path)
+    shutil.rmtree(raw)
+    return path
+
+
+def concat(src: Path, times: int) -> Path:
+    """A long input made of `times` copies of src (stream copy: seconds, not minutes)."""
+    path = DATA / f"{src.stem}_x{times}.mp4"
+    if not path.exists():
+        listing = DATA / "concat.txt"
+        listing.write_text("".join(f"file '{src.name}'\n" for _ in range(times)))
+        run_ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(path)])
+        listing.unlink()
+    return path
+
+
+def curate_cmd(src: Path, out: Path, *extra: str) -> list[str]:
+    return [str(BIN / "clipmill"), "curate", str(src), "--output", str(out), "--quiet", *extra]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--minutes", type=float, default=3)
+    ap.add_argument("--long-minutes", type=float, default=30)
+    args = ap.parse_args()
+    DATA.mkdir(exist_ok=True)
+    src = make_input(args.minutes)
+    out = DATA / "out"
+    clean = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
+    rows = []
+
+    floor = [
+        ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        str(src),
+        "-vf",
+        "scale=-2:360",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "23",
+        "-f",
+        "null",
+        "-",
+    ]
+    t_floor, _ = median_run(floor, args.repeats)
+    t_ray, rss_ray = median_run(curate_cmd(src, out), args.repeats, clean)
+    t_local, _ = median_run(curate_cmd(src, out, "--ray.address", "none"), args.repeats, clean)
+    rows += [
+        ("ffmpeg floor (decode+scale 360p+x264 veryfast crf23)", t_floor, ""),
+        ("clipmill curate, local Ray", t_ray, f"{t_ray / t_floor:.2f}x floor"),
+        ("clipmill curate, --ray.address none", t_local, f"{t_local / t_floor:.2f}x floor"),
+    ]
+
+    # Source resolution vs PySceneDetect's CLI (it needs an `ffmpeg` on PATH for split-video).
+    shim = DATA / "bin"
+    shim.mkdir(exist_ok=True)
+    if not (shim / "ffmpeg").exists():
+        os.symlink(ffmpeg_exe(), shim / "ffmpeg")
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    sd_out = DATA / "sd_out"
+    sd = [
+        str(BIN / "scenedetect"),
+        "-q",
+        "-i",
+        str(src),
+        "-o",
+        str(sd_out),
+        "detect-adaptive",
+        "split-video",
+    ]
+    t_sd, _ = median_run(sd, args.repeats, lambda: shutil.rmtree(sd_out, ignore_errors=True), env)
+    t_src, _ = median_run(
+        curate_cmd(src, out, "--transcode.short_side", "null", "--split.detector", "adaptive"),
+        args.repeats,
+        clean,
+    )
+    rows += [
+        ("scenedetect detect-adaptive split-video", t_sd, ""),
+        ("clipmill curate at source res, adaptive", t_src, f"{t_sd / t_src:.2f}x faster"),
+    ]
+
+    long_src = concat(src, max(1, round(args.long_minutes / args.minutes)))
+    _, rss_short = median_run(curate_cmd(src, out, "--ray.address", "none"), 1, clean)
+    _, rss_long = median_run(curate_cmd(long_src, out, "--ray.address", "none"), 1, clean)
+    rows += [
+        (f"peak RSS, {args.minutes:g}-min input (in-process)", rss_short, "MB"),
+        (
+            f"peak RSS, {args.long_minutes:g}-min input (in-process)",
+            rss_long,
+            f"MB ({rss_long / rss_short:.2f}x)",
+        ),
+        (f"peak RSS, {args.minutes:g}-min input, local Ray (all processes)", rss_ray, "MB"),
+    ]
+    clean()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
+        f"median of {args.repeats}"
+    )
+    print("| what | value | note |\n|---|---|---|")
+    for name, value, note in rows:
+        print(f"| {name} | {value:.2f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
