@@ -91,6 +91,8 @@ class SplitConfig:
     transnet_threshold: float = 0.5
     soft_window_s: float = 0.15
     """Half-window of the soft-transition (dissolve/fade) guard; 0 turns it off."""
+    sample_fps: float = 4.0
+    """Analysis frames per second kept on disk for the filter stages (0: none)."""
     blank_luma: float = 16.0
     """Frames whose mean luma (0-255) is below this and nearly uniform count as blank."""
     resources: StageResources = field(default_factory=StageResources)
@@ -119,6 +121,7 @@ class SplitConfig:
             f"must be in (0, 1), got {self.transnet_threshold}",
         )
         _check(self.soft_window_s >= 0, "split.soft_window_s", "must be >= 0")
+        _check(0 <= self.sample_fps <= 60, "split.sample_fps", "must be in [0, 60]")
         self.resources.check("split.resources")
 
 

@@ -1,6 +1,7 @@
 """`clipmill curate`: the stages chained on Ray Data, streaming, one video per row.
 
-    discover (driver) → probe (1:1) → dedup (driver) → split (1:1) → transcode+stage (1:N) → pack
+    discover (driver) → probe (1:1) → dedup (driver) → split (1:1) → transcode (1:N clips)
+    → finalize (1:1, atomic) → pack (driver)
 
 Probing is cheap and its rows are small, so they are collected on the driver
 to mark byte-identical duplicates and skip finished videos before any decode.
@@ -21,7 +22,7 @@ from pipeline.config import CurateConfig, StageResources
 from pipeline.discover import expand_inputs
 from pipeline.pack import invalidate, pack
 from pipeline.probe import mark_duplicates, probe_video
-from pipeline.staging import SplitStage, StageWriter, fingerprint, load_staged
+from pipeline.staging import FinalizeStage, SplitStage, TranscodeStage, fingerprint, load_staged
 from schemas import empty_video
 
 log = logging.getLogger("clipmill")
@@ -148,13 +149,11 @@ def curate(
     )
     stages = [
         # split: 1:1, one low-res decode per video; TransNetV2 (GPU-able) loads once per actor.
-        (SplitStage, (cfg.split,), cfg.split.resources),
-        # transcode: 1:N clips, one ffmpeg pass per video (x264 threads), staged atomically.
-        (
-            StageWriter,
-            (cfg.transcode, str(work), fp, cfg.shards.thumbnails),
-            cfg.transcode.resources,
-        ),
+        (SplitStage, (cfg.split, str(work)), cfg.split.resources),
+        # transcode: 1:N clips, one ffmpeg pass per video (x264 threads).
+        (TranscodeStage, (cfg.transcode,), cfg.transcode.resources),
+        # finalize: 1:1, hashes + thumbnails of small clips; cheap; its rename marks done.
+        (FinalizeStage, (fp, cfg.shards.thumbnails), StageResources(num_cpus=0.25)),
     ]
     for done, row in enumerate(runner.stream(todo, stages), 1):
         say(f"[{done}/{len(todo)}] {row['video_id']} {row['status']} {row['n_clips']} clips")

@@ -84,10 +84,12 @@ class Splitter:
         guard = SoftTransitionGuard(k) if k >= 1 and cfg.detector != "fixed" else None
         return det, guard
 
-    def __call__(self, video: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, video: dict[str, Any], sink: Any = None) -> dict[str, Any]:
+        """Analyse and plan one video; `sink.push(i, t, rgb)` sees every analysis frame."""
         video = dict(video)
         try:
-            video.update(self.analyse(video["local_path"], float(video.get("fps") or 25.0)))
+            fps = float(video.get("fps") or 25.0)
+            video.update(self.analyse(video["local_path"], fps, sink))
             video["clips"] = plan_clips(video, self.cfg)
         except Exception as exc:  # noqa: BLE001 - a bad video is a row, never a crashed job
             video.update(
@@ -95,7 +97,7 @@ class Splitter:
             )
         return video
 
-    def analyse(self, path: str, fps_guess: float) -> dict[str, Any]:
+    def analyse(self, path: str, fps_guess: float, sink: Any = None) -> dict[str, Any]:
         det, guard = self._detectors(fps_guess)
         errors: list[str] = []
         times: list[float] = []
@@ -107,6 +109,8 @@ class Splitter:
                 det.push(i, rgb)
             if guard is not None:
                 guard.push(i, rgb)
+            if sink is not None:
+                sink.push(i, t, rgb)
         n = len(times)
         if n == 0:
             raise ValueError("no decodable frames" + (f" ({errors[0]})" if errors else ""))
