@@ -11,9 +11,10 @@ import logging
 import sys
 from collections.abc import Callable
 
-USAGE = """usage: clipmill {curate,synth,train,sample} ...
+USAGE = """usage: clipmill {curate,pack,synth,train,sample} ...
 
   curate   raw footage -> WebDataset shards + Parquet manifest
+  pack     re-apply thresholds/dedup/weights to a curated output (no model runs)
   synth    synthetic raw footage with ground truth
   train    fit/validate the text-to-video model (LightningCLI)
   sample   generate videos from prompts with a checkpoint
@@ -50,16 +51,14 @@ def curate_parser():
 def curate_main(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
-    from pipeline.config import ConfigError, CurateConfig
+    from pipeline.config import SECTIONS, ConfigError, CurateConfig
 
     prog = "clipmill curate"
     parser = curate_parser()
     try:
         ns = parser.parse_args(argv)
         built = parser.instantiate(ns)
-        cfg = CurateConfig(
-            **{k: built[k] for k in ("ray", "probe", "split", "transcode", "shards")}
-        )
+        cfg = CurateConfig(**{k: built[k] for k in SECTIONS})
     except (ArgumentError, ConfigError, ValueError, TypeError) as exc:
         return _fail(prog, str(exc))
     except SystemExit as exc:  # --help
@@ -72,6 +71,8 @@ def curate_main(argv: list[str]) -> int:
     except NoInputError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # found when the models are checked, before any work
+        return _fail(prog, str(exc))
     secs = summary["seconds"]
     print(
         f"done: {summary['clips']['kept']}/{summary['clips']['candidates']} clips kept, "
@@ -91,6 +92,7 @@ def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "curate": curate_main,
+    "pack": _lazy("pipeline.repack", "pack_main"),
     "synth": _lazy("pipeline.synth", "main"),
     "train": _lazy("train.cli", "train_main"),
     "sample": _lazy("train.cli", "sample_main"),

@@ -9,42 +9,14 @@ fill the same fields through jsonargparse.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipeline.config_base import ConfigError, StageResources, _check
+from pipeline.score_config import ClipConfig, DedupConfig, FiltersConfig, WeightsConfig
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the flag."""
-
-
-def _check(ok: bool, flag: str, why: str) -> None:
-    if not ok:
-        raise ConfigError(f"--{flag} {why}")
-
-
-@dataclass(frozen=True)
-class StageResources:
-    """How Ray runs one stage: per-task CPUs/GPUs, pool size, rows per batch."""
-
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    concurrency: int | None = None
-    """Actor-pool size for model stages (None: as many as the CPUs allow)."""
-
-    def check(self, section: str) -> None:
-        _check(self.num_cpus > 0, f"{section}.num_cpus", f"must be > 0, got {self.num_cpus}")
-        _check(self.num_gpus >= 0, f"{section}.num_gpus", f"must be >= 0, got {self.num_gpus}")
-        _check(
-            self.concurrency is None or self.concurrency >= 1,
-            f"{section}.concurrency",
-            f"must be >= 1, got {self.concurrency}",
-        )
-
-    def ray_args(self) -> dict[str, Any]:
-        args: dict[str, Any] = {"num_cpus": self.num_cpus}
-        if self.num_gpus:
-            args["num_gpus"] = self.num_gpus
-        return args
+__all__ = ["SECTIONS", "ConfigError", "CurateConfig", "StageResources", "build_config"]
 
 
 @dataclass(frozen=True)
@@ -186,7 +158,29 @@ class CurateConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     transcode: TranscodeConfig = field(default_factory=TranscodeConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
+
+    def __post_init__(self) -> None:
+        # Motion and perceptual hashes read the split's sampled frames: none, nothing to read.
+        sample_fps = self.split.sample_fps
+        for flag, on in (
+            ("filters.motion.enabled", self.filters.motion.enabled),
+            ("dedup.perceptual", self.dedup.perceptual),
+        ):
+            _check(not on or sample_fps > 0, flag, "needs --split.sample_fps > 0 (or set false)")
+        for flag, on, fps in (
+            ("filters.motion.fps", self.filters.motion.enabled, self.filters.motion.fps),
+            ("dedup.hash_fps", self.dedup.perceptual, self.dedup.hash_fps),
+        ):
+            _check(
+                not on or fps <= sample_fps,
+                flag,
+                f"must be <= --split.sample_fps ({sample_fps}), got {fps}",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,23 +191,37 @@ SECTIONS: dict[str, type] = {
     "probe": ProbeConfig,
     "split": SplitConfig,
     "transcode": TranscodeConfig,
+    "filters": FiltersConfig,
+    "clip": ClipConfig,
+    "dedup": DedupConfig,
+    "weights": WeightsConfig,
     "shards": ShardsConfig,
 }
 
 
 def build_config(values: dict[str, Any]) -> CurateConfig:
-    """Build a validated CurateConfig from nested plain dicts (YAML or parsed CLI)."""
+    """Build a validated CurateConfig from nested plain dicts (YAML, parsed CLI, summary.json)."""
     unknown = set(values) - set(SECTIONS)
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known: {list(SECTIONS)}")
-    sections = {}
-    for name, cls in SECTIONS.items():
-        raw = dict(values.get(name) or {})
-        if "resources" in raw and isinstance(raw["resources"], dict):
-            raw["resources"] = StageResources(**raw["resources"])
-        known = {f.name for f in dataclasses.fields(cls)}
-        extra = set(raw) - known
-        if extra:
-            raise ConfigError(f"--{name}.{sorted(extra)[0]} is not a known option")
-        sections[name] = cls(**raw)
-    return CurateConfig(**sections)
+    return CurateConfig(
+        **{name: _build(cls, values.get(name) or {}, name) for name, cls in SECTIONS.items()}
+    )
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """A (nested) section dataclass from a plain dict; unknown keys name their flag."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    extra = set(raw) - known
+    if extra:
+        raise ConfigError(f"--{prefix}.{sorted(extra)[0]} is not a known option")
+    kwargs = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            value = _build(kind, value, f"{prefix}.{name}")
+        elif typing.get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)  # JSON (summary.json) has no tuples
+        kwargs[name] = value
+    return cls(**kwargs)

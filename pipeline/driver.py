@@ -1,7 +1,8 @@
 """`clipmill curate`: the stages chained on Ray Data, streaming, one video per row.
 
     discover (driver) → probe (1:1) → dedup (driver) → split (1:1) → transcode (1:N clips)
-    → finalize (1:1, atomic) → pack (driver)
+    → motion, technical, phash, text, clip (1:1, scores only) → finalize (1:1, atomic)
+    → pack (driver: thresholds, collection-wide dedup, weights, shards)
 
 Probing is cheap and its rows are small, so they are collected on the driver
 to mark byte-identical duplicates and skip finished videos before any decode.
@@ -18,14 +19,30 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.clip_embed import ClipStage, check_clip_config
 from pipeline.config import CurateConfig, StageResources
 from pipeline.discover import expand_inputs
+from pipeline.motion import MotionStage
 from pipeline.pack import invalidate, pack
+from pipeline.phash import PerceptualHashStage
 from pipeline.probe import mark_duplicates, probe_video
-from pipeline.staging import FinalizeStage, SplitStage, TranscodeStage, fingerprint, load_staged
+from pipeline.staging import (
+    FinalizeStage,
+    RescoreStage,
+    SplitStage,
+    TranscodeStage,
+    fingerprint,
+    load_staged,
+    prepare_rescore,
+    score_fingerprint,
+    video_dir,
+)
+from pipeline.technical import TechnicalStage
+from pipeline.text_overlay import TextStage
 from schemas import empty_video
 
 log = logging.getLogger("clipmill")
+Stage = tuple[type, tuple, StageResources]  # stage class, constructor arguments, resources
 
 
 class NoInputError(RuntimeError):
@@ -38,9 +55,9 @@ class LocalRunner:
     def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
         return [fn(r) for r in rows]
 
-    def stream(
-        self, rows: list[dict], stages: list[tuple[type, tuple, StageResources]]
-    ) -> Iterator[dict]:
+    def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
+        if not rows:
+            return  # no stage is built (models are not loaded) for nothing
         built = [cls(*args) for cls, args, _ in stages]
         for row in rows:
             for stage in built:
@@ -61,8 +78,23 @@ class RayRunner:
             ray.init(address=address, **kwargs)
         self.cpus = int(ray.cluster_resources().get("CPU", 1))
 
-    def _pool(self, res: StageResources) -> int:
-        return res.concurrency or max(1, int(self.cpus // max(res.num_cpus, 1e-3)))
+    def _actor_args(self, stages: list[Stage]) -> list[dict[str, Any]]:
+        """Ray arguments of each stage's actor pool.
+
+        Ray Data keeps an idle actor's CPUs. If the first actors of all stages cannot
+        fit at once, a downstream pool that started first can starve an upstream one
+        for ever (seen with eight stages on two cores). So every pool starts from one
+        actor and grows to its size, and on a small machine each stage's CPU request
+        is scaled down until one actor of every stage fits; the OS shares the cores.
+        """
+        need = sum(res.num_cpus for _, _, res in stages)
+        scale = min(1.0, self.cpus / need) if need else 1.0
+        out = []
+        for _, _, res in stages:
+            size = res.concurrency or max(1, int(self.cpus // max(res.num_cpus, 1e-3)))
+            args = {**res.ray_args(), "num_cpus": res.num_cpus * scale}
+            out.append({"concurrency": (1, size), **args})
+        return out
 
     def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
         import ray
@@ -73,19 +105,15 @@ class RayRunner:
         out = ds.map(fn, **res.ray_args()).take_all()
         return sorted(out, key=lambda r: r["order"])
 
-    def stream(
-        self, rows: list[dict], stages: list[tuple[type, tuple, StageResources]]
-    ) -> Iterator[dict]:
+    def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
         import ray
 
         if not rows:
             return iter(())
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        for cls, args, res in stages:
+        for (cls, args, _), ray_args in zip(stages, self._actor_args(stages), strict=True):
             # Callable classes run as actor pools: a model (TransNetV2) loads once per actor.
-            ds = ds.map(
-                cls, fn_constructor_args=args, concurrency=self._pool(res), **res.ray_args()
-            )
+            ds = ds.map(cls, fn_constructor_args=args, **ray_args)
         return ds.iter_rows()
 
 
@@ -106,6 +134,34 @@ def _discover(inputs: list[str], out: Path) -> list[dict]:
     ]
 
 
+def lowres_scorers(cfg: CurateConfig) -> list[Stage]:
+    """Stages that score clips from the split's low-res samples (no decode of their own)."""
+    f = cfg.filters
+    stages: list[Stage] = []
+    if f.motion.enabled:
+        # motion: 1:1, Farneback on tiny frames; a fraction of a core, one actor.
+        stages.append((MotionStage, (cfg,), f.motion.resources))
+    if f.blank.enabled or f.blur.enabled:
+        # technical: 1:1, blank/blur from three numbers per frame; nearly free.
+        stages.append((TechnicalStage, (cfg,), f.blank.resources))
+    if cfg.dedup.perceptual:
+        # phash: 1:1, DCT hashes of a few tiny frames for pack-time dedup; nearly free.
+        stages.append((PerceptualHashStage, (cfg,), cfg.dedup.resources))
+    return stages
+
+
+def mp4_scorers(cfg: CurateConfig) -> list[Stage]:
+    """Stages that score clips from their mp4s (frames decoded once, shared)."""
+    stages: list[Stage] = []
+    if cfg.filters.text.enabled:
+        # text: 1:1, OCR on 1-3 frames per clip; ONNX on one core per actor.
+        stages.append((TextStage, (cfg,), cfg.filters.text.resources))
+    if cfg.clip.enabled:
+        # clip: 1:1, K frames per clip batched through open_clip; set num_gpus on a GPU node.
+        stages.append((ClipStage, (cfg,), cfg.clip.resources))
+    return stages
+
+
 def curate(
     inputs: list[str],
     output: str | Path,
@@ -114,6 +170,7 @@ def curate(
 ) -> dict[str, Any]:
     """Run the whole curation; returns summary.json's content."""
     say = progress or log.info
+    check_clip_config(cfg)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     invalidate(out)
@@ -134,32 +191,58 @@ def curate(
     if not any(v["status"] == "ok" for v in videos):
         raise NoInputError(f"no input video found in {inputs} ({len(videos)} unreadable)")
     mark_duplicates(videos)
+    counts = _process(runner, videos, cfg, work, say)
     fp = fingerprint(cfg)
+    staged = {
+        v["video_id"]: load_staged(work, v["video_id"], fp) for v in videos if v["status"] == "ok"
+    }
+    summary = pack(out, videos, staged, cfg)
+    run = {"wall_s": round(time.perf_counter() - t0, 3), **counts}
+    (work / "last_run.json").write_text(json.dumps(run))
+    return summary
+
+
+def _process(
+    runner: LocalRunner | RayRunner,
+    videos: list[dict[str, Any]],
+    cfg: CurateConfig,
+    work: Path,
+    say: Callable[[str], None],
+) -> dict[str, int]:
+    """Stream every unfinished video through the stages, re-score stale finished ones."""
+    fp, sfp = fingerprint(cfg), score_fingerprint(cfg)
     staged = {
         v["video_id"]: load_staged(work, v["video_id"], fp) for v in videos if v["status"] == "ok"
     }
     todo = [
         {"video": json.dumps(v)}
         for v in videos
-        if v["status"] == "ok" and staged[v["video_id"]] is None
+        if v["status"] == "ok" and not staged[v["video_id"]]
+    ]
+    rescore = [
+        {"video": json.dumps(prepare_rescore(rec, video_dir(work, vid), cfg))}
+        for vid, rec in staged.items()
+        if rec is not None and rec.get("score_fingerprint") != sfp
     ]
     say(
         f"{len(videos)} videos ({sum(v['status'] == 'ok' for v in videos)} ok), "
-        f"{len(todo)} to process, {len(staged) - len(todo)} already done"
+        f"{len(todo)} to process, {len(rescore)} to re-score, "
+        f"{len(staged) - len(todo)} already done"
     )
     stages = [
         # split: 1:1, one low-res decode per video; TransNetV2 (GPU-able) loads once per actor.
         (SplitStage, (cfg.split, str(work)), cfg.split.resources),
         # transcode: 1:N clips, one ffmpeg pass per video (x264 threads).
         (TranscodeStage, (cfg.transcode,), cfg.transcode.resources),
+        *lowres_scorers(cfg),
+        *mp4_scorers(cfg),
         # finalize: 1:1, hashes + thumbnails of small clips; cheap; its rename marks done.
-        (FinalizeStage, (fp, cfg.shards.thumbnails), StageResources(num_cpus=0.25)),
+        (FinalizeStage, (fp, sfp, cfg.shards.thumbnails), StageResources(num_cpus=0.25)),
     ]
     for done, row in enumerate(runner.stream(todo, stages), 1):
         say(f"[{done}/{len(todo)}] {row['video_id']} {row['status']} {row['n_clips']} clips")
-    staged = {vid: load_staged(work, vid, fp) for vid in staged}
-    summary = pack(out, videos, staged, cfg)
-    (work / "last_run.json").write_text(
-        json.dumps({"wall_s": round(time.perf_counter() - t0, 3), "processed": len(todo)})
-    )
-    return summary
+    # rescore: 1:1, text/CLIP settings changed on a finished video: only those stages re-run.
+    again = [*mp4_scorers(cfg), (RescoreStage, (sfp,), StageResources(num_cpus=0.25))]
+    for done, row in enumerate(runner.stream(rescore, again), 1):
+        say(f"[{done}/{len(rescore)}] {row['video_id']} re-scored")
+    return {"processed": len(todo), "rescored": len(rescore)}

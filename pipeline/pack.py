@@ -1,9 +1,11 @@
-"""Last stage (driver): shards of kept clips, the two manifests, summary.json.
+"""Last stage (driver): decisions, shards of kept clips, the manifests, summary.json.
 
 Runs over the staged videos in input order, so the output is byte-for-byte
 the same whatever order Ray finished them in, and whether or not the run was
-interrupted. Finished-looking files are written last and atomically: shards,
-then clips.parquet and videos.parquet, then summary.json.
+interrupted. Reasons, duplicates and weights are decided here from the stored
+scores (`pipeline/decide.py`), which is why `clipmill pack` can re-decide without
+re-running a stage. Finished-looking files are written last and atomically:
+shards, then clips.parquet, videos.parquet and embeddings.parquet, then summary.json.
 """
 
 from __future__ import annotations
@@ -15,15 +17,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.clip_embed import EMB_SUFFIX
 from pipeline.config import CurateConfig
+from pipeline.decide import decide
 from pipeline.shards import ShardWriter
 from pipeline.staging import video_dir
 from schemas import CLIP_FIELDS, CLIP_SCHEMA, VIDEO_SCHEMA, empty_clip
 
-FINISHED_FILES = ("summary.json", "clips.parquet", "videos.parquet", "report.html")
+FINISHED_FILES = (
+    "summary.json",
+    "clips.parquet",
+    "videos.parquet",
+    "embeddings.parquet",
+    "report.html",
+)
 VERSIONED = (
     "clipmill",
     "ray",
@@ -34,6 +45,9 @@ VERSIONED = (
     "imageio-ffmpeg",
     "numpy",
     "opencv-python-headless",
+    "rapidocr-onnxruntime",
+    "open-clip-torch",
+    "torch",
 )
 
 
@@ -56,7 +70,7 @@ def clip_rows(video: dict[str, Any], staged: dict[str, Any] | None) -> list[dict
     for c in staged.get("clips", []):
         fields = {k: v for k, v in c.items() if k in CLIP_SCHEMA.names}
         row = empty_clip(**fields, video_id=video["video_id"], source_path=video["source_path"])
-        row["kept"] = not row["reject_reasons"]
+        row["kept"] = not row["reject_reasons"]  # hard reasons only, until `decide`
         rows.append(row)
     return rows
 
@@ -87,10 +101,13 @@ def versions() -> dict[str, str]:
 def pack(
     out: Path, videos: list[dict[str, Any]], staged: dict[str, dict], cfg: CurateConfig
 ) -> dict[str, Any]:
-    """Write shards, manifests and summary; `staged` maps video_id → staged record."""
+    """Decide, then write shards, manifests and summary; `staged`: video_id → staged record."""
     work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    # `clipmill pack` reads the config back from here if a pack died before summary.json.
+    _write_json(cfg.to_dict(), work / "config.json")
     all_clips: list[dict] = []
-    writer = ShardWriter(out / "shards", cfg.shards.max_samples, cfg.shards.max_bytes)
+    folders: dict[str, Path] = {}
     for v in sorted(videos, key=lambda v: v["order"]):
         rec = staged.get(v["video_id"]) if v["status"] == "ok" else None
         if v["status"] == "ok" and rec is None:
@@ -101,17 +118,57 @@ def pack(
             if rec is not None and rec.get(key) is not None:
                 v[key] = rec[key]
         clips = clip_rows(v, rec)
-        for c in clips:
-            if c["kept"]:
-                c["shard"] = _write_sample(writer, c, video_dir(work, v["video_id"]))
-        v["n_clips"], v["n_kept"] = len(clips), sum(c["kept"] for c in clips)
+        folders.update({c["clip_id"]: video_dir(work, v["video_id"]) for c in clips})
         all_clips += clips
+    embeddings = load_embeddings(all_clips, folders)
+    decisions = decide(all_clips, cfg, embeddings)
+    writer = ShardWriter(out / "shards", cfg.shards.max_samples, cfg.shards.max_bytes)
+    for c in all_clips:
+        if c["kept"]:
+            c["shard"] = _write_sample(writer, c, folders[c["clip_id"]])
     writer.close()
+    for v in videos:
+        mine = [c for c in all_clips if c["video_id"] == v["video_id"]] if v["video_id"] else []
+        v["n_clips"], v["n_kept"] = len(mine), sum(c["kept"] for c in mine)
+        if v["status"] != "ok":
+            v["n_clips"] = v["n_kept"] = 0
     _write_parquet(all_clips, CLIP_SCHEMA, out / "clips.parquet")
     _write_parquet(videos, VIDEO_SCHEMA, out / "videos.parquet")
+    _write_embeddings(all_clips, embeddings, out / "embeddings.parquet")
     summary = summarize(videos, all_clips, writer.written, cfg)
+    summary.update(decisions)
     _write_json(summary, out / "summary.json")
     return summary
+
+
+def load_embeddings(clips: list[dict], folders: dict[str, Path]) -> dict[str, np.ndarray]:
+    """{clip_id: float16 embedding} of every clip the CLIP stage embedded."""
+    found = {}
+    for c in clips:
+        path = folders[c["clip_id"]] / f"{c['clip_id']}{EMB_SUFFIX}"
+        if path.exists():
+            found[c["clip_id"]] = np.load(path)
+    return found
+
+
+def _write_embeddings(clips: list[dict], embeddings: dict[str, np.ndarray], path: Path) -> None:
+    """The analysis side file: one row per embedded clip (kept or not), float32 vectors."""
+    rows = [c for c in clips if c["clip_id"] in embeddings]
+    if rows:
+        dim = len(embeddings[rows[0]["clip_id"]])
+        flat = np.concatenate([embeddings[c["clip_id"]] for c in rows]).astype(np.float32)
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)
+    else:  # CLIP off: an empty table, so the file is there whenever the run finished
+        vectors = pa.array([], pa.list_(pa.float32()))
+    schema = pa.schema(
+        [("clip_id", pa.string()), ("kept", pa.bool_()), ("embedding", vectors.type)]
+    )
+    table = pa.table(
+        [[c["clip_id"] for c in rows], [c["kept"] for c in rows], vectors], schema=schema
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
 
 
 def _write_sample(writer: ShardWriter, clip: dict, folder: Path) -> str:
@@ -120,9 +177,10 @@ def _write_sample(writer: ShardWriter, clip: dict, folder: Path) -> str:
         "mp4": (folder / f"{key}.mp4").read_bytes(),
         "txt": clip["caption"] or "",
     }
-    jpg = folder / f"{key}.jpg"
-    if jpg.exists():
-        fields["jpg"] = jpg.read_bytes()
+    for ext in ("jpg", EMB_SUFFIX[1:]):
+        path = folder / f"{key}.{ext}"
+        if path.exists():
+            fields[ext] = path.read_bytes()
     # The shard is known before the write: the record inside names it too.
     clip["shard"] = writer.reserve(sum(len(b) + 1024 for b in fields.values()) + 4096)
     fields["json"] = {k: clip[k] for k in (f.name for f in CLIP_FIELDS)}

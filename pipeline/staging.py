@@ -1,10 +1,17 @@
 """Per-video staging under OUT/work/: what makes a run resumable.
 
 A video is built in `work/videos/{video_id}.partial/` by the split, transcode
-(and filter) stages; the finalize stage renames it to `work/videos/{video_id}/`
-(clips' mp4 and jpg files plus `record.json`). The rename is atomic, so after
-a `kill -9` a video is either wholly there or not at all. The record carries a
-fingerprint of the settings that shaped it; a changed setting re-does the video.
+and scoring stages; the finalize stage renames it to `work/videos/{video_id}/`
+(clips' mp4, jpg and emb.npy files plus `record.json`). The rename is atomic, so
+after a `kill -9` a video is either wholly there or not at all.
+
+The record carries two fingerprints. `fingerprint` covers what shapes the clips
+and the scores read from the split's low-res decode (split, transcode, motion,
+blank, blur, hashes): a change re-does the video. `score_fingerprint` covers the
+stages that read the clips' mp4s (text, CLIP): a change re-runs only those, on the
+finished folder (`RescoreStage`). Thresholds are in neither: `clipmill pack`
+re-applies them to the stored scores. Clips rejected only by a threshold keep
+their mp4 here, so a loosened threshold can re-admit them.
 """
 
 from __future__ import annotations
@@ -16,8 +23,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.config import CurateConfig, SplitConfig, TranscodeConfig
+from pipeline.frames import decode_positions, load_frames, remove_caches
 from pipeline.lowres import LowresRecorder
+from pipeline.score_config import scoring_params
 from pipeline.split import Splitter
 from pipeline.transcode import transcode_video
 
@@ -27,15 +38,34 @@ _SCRATCH = ("frame_times", "blank_mask", "transition_mask", "cuts")
 SCRATCH_FILES = ("lowres.u8", "lowres.json", "stats.npy")
 
 
-def fingerprint(cfg: CurateConfig) -> str:
-    """Hash of the settings that change a staged video's clips (not resources)."""
-    parts = {}
-    for name in ("split", "transcode"):
-        section = dict(getattr(cfg, name).__dict__)
-        section.pop("resources", None)
-        parts[name] = section
+def _hash(parts: dict[str, Any]) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def fingerprint(cfg: CurateConfig) -> str:
+    """Hash of the settings that change a staged video's clips or low-res scores."""
+    parts = {name: scoring_params(getattr(cfg, name)) for name in ("split", "transcode")}
+    for name in ("motion", "blank", "blur"):
+        parts[name] = scoring_params(getattr(cfg.filters, name))
+    parts["dedup"] = scoring_params(cfg.dedup)
+    return _hash(parts)
+
+
+def score_fingerprint(cfg: CurateConfig) -> str:
+    """Hash of the settings of the stages that score the clips' mp4s (text, CLIP)."""
+    parts: dict[str, Any] = {
+        "text": scoring_params(cfg.filters.text),
+        "clip": scoring_params(cfg.clip),
+        "thumbnails": cfg.shards.thumbnails,
+    }
+    # New weights under the same path must re-score too: size and mtime stand for content.
+    for key in ("pretrained", "aesthetic_head"):
+        path = getattr(cfg.clip, key)
+        if path and os.path.isfile(path):
+            st = os.stat(path)
+            parts[f"{key}_file"] = [st.st_size, st.st_mtime_ns]
+    return _hash(parts)
 
 
 def video_dir(work: Path, video_id: str) -> Path:
@@ -102,8 +132,8 @@ class TranscodeStage:
 class FinalizeStage:
     """Ray Data stage (1:1): hashes, thumbnails, record; the atomic rename that marks done."""
 
-    def __init__(self, fp: str, thumbnails: bool) -> None:
-        self.fp, self.thumbnails = fp, thumbnails
+    def __init__(self, fp: str, score_fp: str, thumbnails: bool) -> None:
+        self.fp, self.score_fp, self.thumbnails = fp, score_fp, thumbnails
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         video = json.loads(row["video"])
@@ -112,7 +142,8 @@ class FinalizeStage:
             self._finish_clip(clip, folder)
         for name in SCRATCH_FILES:
             (folder / name).unlink(missing_ok=True)
-        video["fingerprint"] = self.fp
+        remove_caches(folder)
+        video["fingerprint"], video["score_fingerprint"] = self.fp, self.score_fp
         (folder / "record.json").write_text(json.dumps(video, sort_keys=True))
         final = folder.with_name(video["video_id"])
         shutil.rmtree(final, ignore_errors=True)
@@ -125,34 +156,65 @@ class FinalizeStage:
 
     def _finish_clip(self, clip: dict[str, Any], folder: Path) -> None:
         path = folder / f"{clip['clip_id']}.mp4"
+        # Only hard reasons are known here (score filters decide at pack time).
         if clip["reject_reasons"] or not path.exists():
             path.unlink(missing_ok=True)
+            (folder / f"{clip['clip_id']}.emb.npy").unlink(missing_ok=True)
             return
         clip["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
         if self.thumbnails:
             try:
-                (folder / f"{clip['clip_id']}.jpg").write_bytes(middle_jpeg(path))
+                # The middle frame, decoded once for OCR/CLIP when they ran (pipeline.frames).
+                rgb = load_frames(folder, clip["clip_id"], (1,)).pick(1)[0]
+                (folder / f"{clip['clip_id']}.jpg").write_bytes(jpeg(rgb))
             except Exception as exc:  # noqa: BLE001 - a thumbnail is optional
                 clip["errors"] = f"thumbnail: {exc}"[:300]
 
 
-def middle_jpeg(path: Path, quality: int = 90) -> bytes:
-    """JPEG of the clip's middle frame."""
-    import av
+def prepare_rescore(record: dict[str, Any], folder: Path, cfg: CurateConfig) -> dict[str, Any]:
+    """A finished video's record, ready for the mp4 scorers again: their old scores cleared."""
+    video = dict(record, stage_dir=str(folder))
+    for clip in video["clips"]:
+        for key in ("text_area", "text", "clip_score", "aesthetic"):
+            clip.pop(key, None)
+    if not cfg.clip.enabled:
+        for path in folder.glob("*.emb.npy"):
+            path.unlink()
+    return video
+
+
+class RescoreStage:
+    """Ray Data stage (1:1): after text/CLIP re-ran on a finished video, its new record.
+
+    The record is replaced atomically; until then the old score fingerprint makes
+    a killed run re-score again.
+    """
+
+    def __init__(self, score_fp: str) -> None:
+        self.score_fp = score_fp
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        video = json.loads(row["video"])
+        folder = Path(video.pop("stage_dir"))
+        remove_caches(folder)
+        video["score_fingerprint"] = self.score_fp
+        tmp = folder / "record.json.tmp"
+        tmp.write_text(json.dumps(video, sort_keys=True))
+        os.replace(tmp, folder / "record.json")
+        return {"video_id": video["video_id"], "status": video["status"], "n_clips": 0}
+
+
+def jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     import cv2
 
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        target = max(0, (stream.frames or 1) // 2)
-        frame = None
-        for i, f in enumerate(c.decode(stream)):
-            frame = f
-            if i >= target:
-                break
-    if frame is None:
-        raise ValueError("no frame")
-    bgr = frame.to_ndarray(format="bgr24")
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise ValueError("jpeg encode failed")
     return buf.tobytes()
+
+
+def middle_jpeg(path: Path, quality: int = 90) -> bytes:
+    """JPEG of the clip's middle frame."""
+    return jpeg(decode_positions(path, (1,)).pick(1)[0], quality)

@@ -11,8 +11,10 @@ Frames are rendered one at a time and streamed to the encoder, so a 30-minute
 
 `truth.json` is a list with one entry per video:
   {"file", "srt", "fps", "n_frames", "duration_s", "width", "height",
-   "shots": [{"start_frame", "end_frame" (exclusive), "kind": "shot"|"black"|"dissolve",
-              "caption", "colour", "shape", "direction"}],   # the last four None unless "shot"
+   "shots": [{"start_frame", "end_frame" (exclusive), "kind": "shot"|"black"|"dissolve"
+              (|"static"|"flat"|"blurry"|"ad": junk, see `synth_junk`),
+              "caption", "colour", "shape", "direction",   # None unless "shot"
+              "overlay": None|"sign", "repeat_of": None|{"file", "shot": index in its shots}}],
    "cuts": [{"frame", "kind": "hard"|"dissolve", "start_frame", "end_frame"}]}
 `shots` tiles [0, n_frames) in order; `cuts` is explained in `synth_world.cuts_of`.
 
@@ -39,6 +41,7 @@ import cv2
 import numpy as np
 
 from pipeline.ffmpeg import run_ffmpeg
+from pipeline.synth_junk import JUNK_KINDS
 from pipeline.synth_world import (
     Segment,
     ShotRenderer,
@@ -79,6 +82,16 @@ class SynthConfig:
     black_prob: float = 0.15
     long_shot: bool = True
     duration_s: float | None = None
+    # Junk shots (pipeline/synth_junk.py): each shot is one with these probabilities.
+    static_prob: float = 0.0
+    flat_prob: float = 0.0
+    blurry_prob: float = 0.0
+    ad_prob: float = 0.0
+    sign_prob: float = 0.0
+    repeat_prob: float = 0.0
+
+    def junk_probs(self) -> dict[str, float]:
+        return {kind: getattr(self, f"{kind}_prob") for kind in JUNK_KINDS}
 
     def __post_init__(self) -> None:
         checks = [
@@ -103,6 +116,10 @@ class SynthConfig:
                 self.duration_s is None or self.duration_s >= self.min_shot_s,
                 "--duration-s must be >= --min-shot-s",
             ),
+            (
+                min(self.junk_probs().values()) >= 0 and sum(self.junk_probs().values()) <= 1,
+                "--{static,flat,blurry,ad,sign,repeat}-prob must be >= 0 and sum to <= 1",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -113,43 +130,29 @@ class SynthConfig:
         return max(1, round(seconds * self.fps))
 
 
-def synthesize(
-    output: Path,
-    videos: int,
-    seed: int,
-    *,
-    width: int = 320,
-    height: int = 180,
-    fps: float = 24.0,
-    min_shot_s: float = 1.0,
-    max_shot_s: float = 6.0,
-    shots_per_video: tuple[int, int] = (3, 7),
-    dissolve_prob: float = 0.25,
-    black_prob: float = 0.15,
-    long_shot: bool = True,
-    duration_s: float | None = None,
-) -> list[dict[str, Any]]:
+def synthesize(output: Path, videos: int, seed: int, **options: Any) -> list[dict[str, Any]]:
     """Write `video_XXX.mp4` + `.srt` and `truth.json` into `output`; return the truth.
 
-    With `duration_s`, every video is filled with shots to exactly that length
-    (benchmark inputs); otherwise each has `shots_per_video` shots (inclusive range).
+    `options` are SynthConfig fields (width, fps, shots_per_video, dissolve_prob, the
+    junk probabilities, …). With `duration_s`, every video is filled with shots to exactly
+    that length (benchmark inputs); otherwise each has `shots_per_video` shots (inclusive).
     """
-    cfg = SynthConfig(
-        videos, seed, width, height, fps, min_shot_s, max_shot_s, tuple(shots_per_video),
-        dissolve_prob, black_prob, long_shot, duration_s,
-    )  # fmt: skip
-    return synthesize_config(Path(output), cfg)
+    if "shots_per_video" in options:
+        options["shots_per_video"] = tuple(options["shots_per_video"])
+    return synthesize_config(Path(output), SynthConfig(videos=videos, seed=seed, **options))
 
 
 def synthesize_config(output: Path, cfg: SynthConfig) -> list[dict[str, Any]]:
     """`synthesize` for an already validated config."""
     output.mkdir(parents=True, exist_ok=True)
     truth = []
+    pool: list = []  # plain shots planned so far: what a repeat may copy
     for index in range(cfg.videos):
         # Seeded per video, so video 3 is the same whether 5 or 50 videos are made.
         rng = np.random.default_rng([cfg.seed, index])
-        segments = plan_video(rng, cfg, with_long_shot=cfg.long_shot and index == 0)
         name = f"video_{index:03d}"
+        long_shot = cfg.long_shot and index == 0
+        segments = plan_video(rng, cfg, long_shot, pool, f"{name}.mp4")
         frames = render_segments(segments, cfg.width, cfg.height, cfg.fps)
         encode_frames(output / f"{name}.mp4", frames, cfg.width, cfg.height, cfg.fps)
         entry = truth_entry(name, segments, cfg)
@@ -209,7 +212,8 @@ def truth_entry(name: str, segments: Sequence[Segment], cfg: SynthConfig) -> dic
     """The ground truth of one video: one entry of `truth.json` (format in the module doc)."""
     shots = []
     for seg in segments:
-        spec = seg.spec
+        spec = seg.spec if seg.kind == "shot" else None  # junk is not described
+        repeat = seg.repeat_of
         shots.append(
             {
                 "start_frame": seg.start,
@@ -219,6 +223,8 @@ def truth_entry(name: str, segments: Sequence[Segment], cfg: SynthConfig) -> dic
                 "colour": spec.colour if spec else None,
                 "shape": spec.shape if spec else None,
                 "direction": spec.direction if spec else None,
+                "overlay": seg.overlay,
+                "repeat_of": {"file": repeat[0], "shot": repeat[1]} if repeat else None,
             }
         )
     n_frames = segments[-1].end
@@ -350,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration-s", type=float, default=None, help="fill each video to this length"
     )
+    for kind in JUNK_KINDS:
+        parser.add_argument(f"--{kind}-prob", type=float, default=0.0, help=f"{kind} junk shots")
     parser.add_argument(
         "--bad-inputs", action="store_true", help="write robustness-test files instead"
     )
@@ -362,9 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     try:
+        junk = {f"{kind}_prob": getattr(args, f"{kind}_prob") for kind in JUNK_KINDS}
         cfg = SynthConfig(
             args.videos, args.seed, args.width, args.height, args.fps,
-            args.min_shot_s, args.max_shot_s, duration_s=args.duration_s,
+            args.min_shot_s, args.max_shot_s, duration_s=args.duration_s, **junk,
         )  # fmt: skip
     except ValueError as err:
         print(f"clipmill synth: error: {err}", file=sys.stderr)

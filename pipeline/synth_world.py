@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import cv2
 import numpy as np
 
+from pipeline.synth_junk import JunkRenderer, draw_junk
+
 if TYPE_CHECKING:
     from pipeline.synth import SynthConfig
 
@@ -55,7 +57,9 @@ DISSOLVE_S = 0.5  # cross-fade length: 12 frames at 24 fps
 LONG_SHOT_S = (10.0, 14.0)  # the one long shot of video 0, to exercise max-clip windowing
 BLACK_S = (0.5, 1.5)
 
-SegmentKind = Literal["shot", "black", "dissolve"]
+SegmentKind = Literal["shot", "black", "dissolve", "static", "flat", "blurry", "ad"]
+# Kinds drawn from a shot's spec (everything but the gaps between shots).
+SHOT_KINDS: tuple[str, ...] = ("shot", "static", "flat", "blurry", "ad")
 
 
 @dataclass(frozen=True)
@@ -195,12 +199,14 @@ def crossfade(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Segment:
-    """Frames [start, end) of a video; `spec` is set for shots only."""
+    """Frames [start, end) of a video; `spec` is set for shot kinds only."""
 
     start: int
     end: int
     kind: SegmentKind
     spec: ShotSpec | None = None
+    overlay: str | None = None  # "sign": small natural text on an ordinary shot
+    repeat_of: tuple[str, int] | None = None  # (file, shot index) this shot repeats
 
     @property
     def length(self) -> int:
@@ -217,20 +223,24 @@ def render_segments(
 ) -> Iterator[np.ndarray]:
     """RGB frames of a planned video, one at a time (never the whole video in memory)."""
     margin = dissolve_frames(fps)
-    renderers: dict[int, ShotRenderer] = {}
+    renderers: dict[int, ShotRenderer | JunkRenderer] = {}
 
-    def renderer(k: int) -> ShotRenderer:
+    def renderer(k: int) -> ShotRenderer | JunkRenderer:
         if k not in renderers:
             seg = segments[k]
             assert seg.spec is not None, "only shot segments are rendered from a spec"
-            renderers[k] = ShotRenderer(seg.spec, width, height, seg.length, margin)
+            shot = ShotRenderer(seg.spec, width, height, seg.length, margin)
+            plain = seg.kind == "shot" and seg.overlay is None
+            renderers[k] = (
+                shot if plain else JunkRenderer(seg.kind, seg.overlay, shot, seg.spec.seed)
+            )
         return renderers[k]
 
     black = np.zeros((height, width, 3), dtype=np.uint8)
     for k, seg in enumerate(segments):
         for old in [key for key in renderers if key < k - 1]:
             del renderers[old]  # keep at most the shots around a dissolve
-        if seg.kind == "shot":
+        if seg.kind in SHOT_KINDS:
             shot = renderer(k)
             yield from (shot.frame(t) for t in range(seg.length))
         elif seg.kind == "black":
@@ -245,12 +255,24 @@ def render_segments(
                 yield crossfade(a, b, weight)
 
 
-def plan_video(rng: np.random.Generator, cfg: SynthConfig, with_long_shot: bool) -> list[Segment]:
-    """Lay out shots and the transitions between them as contiguous segments."""
+def plan_video(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    with_long_shot: bool,
+    pool: list[tuple[str, int, Segment]] | None = None,
+    name: str = "",
+) -> list[Segment]:
+    """Lay out shots and the transitions between them as contiguous segments.
+
+    `pool` collects the plain shots of every video planned so far (`name` is this
+    video's file): a `repeat` junk shot copies one of them, from this video or an earlier one.
+    """
     min_frames = cfg.frames(cfg.min_shot_s)
     target = cfg.frames(cfg.duration_s) if cfg.duration_s is not None else None
     n_shots = int(rng.integers(cfg.shots_per_video[0], cfg.shots_per_video[1] + 1))
     long_index = (0 if target is not None else int(rng.integers(n_shots))) if with_long_shot else -1
+    probs = cfg.junk_probs()
+    pool = [] if pool is None else pool
     segments: list[Segment] = []
     cursor, spec, index, last = 0, None, 0, False
     while not last:
@@ -261,20 +283,42 @@ def plan_video(rng: np.random.Generator, cfg: SynthConfig, with_long_shot: bool)
         )
         length = max(min_frames, cfg.frames(seconds))
         gap_kind, gap = _draw_transition(rng, cfg) if index > 0 else ("hard", 0)
+        # Drawn only when junk is asked for, so plain footage keeps its bytes.
+        junk = draw_junk(rng, probs) if any(probs.values()) else None
+        repeat = _pick_repeat(rng, pool, segments) if junk == "repeat" else None
+        if repeat is not None:
+            length = repeat[2].length  # frame for frame: same spec, same length, same path
         if target is not None and cursor + gap + length > target - min_frames:
             # Last shot: it takes what is left; drop the gap if that would starve it.
             if target - cursor - gap < min_frames:
                 gap_kind, gap = "hard", 0
-            length, last = target - cursor - gap, True
-        spec = draw_spec(rng, spec)
+            length, last, repeat = target - cursor - gap, True, None
+        spec = draw_spec(rng, spec) if repeat is None else repeat[2].spec
         if gap:
             segments.append(Segment(cursor, cursor + gap, gap_kind))
             cursor += gap
-        segments.append(Segment(cursor, cursor + length, "shot", spec))
+        kind = junk if junk in ("static", "flat", "blurry", "ad") else "shot"
+        seg = Segment(
+            cursor, cursor + length, kind, spec,  # type: ignore[arg-type]
+            overlay="sign" if junk == "sign" else None,
+            repeat_of=(repeat[0], repeat[1]) if repeat is not None else None,
+        )  # fmt: skip
+        segments.append(seg)
+        if kind == "shot" and seg.overlay is None and seg.repeat_of is None:
+            pool.append((name, len(segments) - 1, seg))
         cursor += length
         index += 1
         last = last or (target is None and index == n_shots)
     return segments
+
+
+def _pick_repeat(
+    rng: np.random.Generator, pool: list[tuple[str, int, Segment]], segments: list[Segment]
+) -> tuple[str, int, Segment] | None:
+    """An earlier plain shot to repeat, never the one just before (that would hide the cut)."""
+    previous = next((s for s in reversed(segments) if s.spec is not None), None)
+    choices = [p for p in pool if p[2] is not previous]
+    return choices[int(rng.integers(len(choices)))] if choices else None
 
 
 def _draw_transition(rng: np.random.Generator, cfg: SynthConfig) -> tuple[str, int]:
