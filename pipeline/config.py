@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipeline.captions.config import CaptionConfig, check_caption_against_clip
 from pipeline.config_base import ConfigError, StageResources, _check
 from pipeline.score_config import ClipConfig, DedupConfig, FiltersConfig, WeightsConfig
 
@@ -162,9 +163,11 @@ class CurateConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
 
     def __post_init__(self) -> None:
+        check_caption_against_clip(self.caption, self.clip)
         # Motion and perceptual hashes read the split's sampled frames: none, nothing to read.
         sample_fps = self.split.sample_fps
         for flag, on in (
@@ -195,6 +198,7 @@ SECTIONS: dict[str, type] = {
     "clip": ClipConfig,
     "dedup": DedupConfig,
     "weights": WeightsConfig,
+    "caption": CaptionConfig,
     "shards": ShardsConfig,
 }
 

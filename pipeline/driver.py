@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.captions.stage import CaptionStage, VlmStage
 from pipeline.clip_embed import ClipStage, check_clip_config
 from pipeline.config import CurateConfig, StageResources
 from pipeline.discover import expand_inputs
@@ -159,6 +160,11 @@ def mp4_scorers(cfg: CurateConfig) -> list[Stage]:
     if cfg.clip.enabled:
         # clip: 1:1, K frames per clip batched through open_clip; set num_gpus on a GPU node.
         stages.append((ClipStage, (cfg,), cfg.clip.resources))
+    if "vlm" in cfg.caption.sources:
+        # vlm: 1:1, a few frames per clip through a VLM, batched; its own pool (num_gpus).
+        stages.append((VlmStage, (cfg.caption,), cfg.caption.vlm.resources))
+    # caption: 1:1, sidecars + ranking (+ CLIP text tower); after CLIP, whose embeddings it reads.
+    stages.append((CaptionStage, (cfg.caption, cfg.clip), cfg.caption.resources))
     return stages
 
 

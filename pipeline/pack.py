@@ -114,6 +114,8 @@ def pack(
             v.update(status="error", error="processing failed: no staged result (worker lost?)")
         if rec is not None and rec["status"] != "ok":
             v.update(status=rec["status"], error=rec.get("error"))
+        elif rec is not None and rec.get("error"):
+            v["error"] = rec["error"]  # e.g. a malformed caption sidecar on a good video
         for key in ("n_frames", "duration_s", "vfr"):
             if rec is not None and rec.get(key) is not None:
                 v[key] = rec[key]
@@ -177,7 +179,7 @@ def _write_sample(writer: ShardWriter, clip: dict, folder: Path) -> str:
         "mp4": (folder / f"{key}.mp4").read_bytes(),
         "txt": clip["caption"] or "",
     }
-    for ext in ("jpg", EMB_SUFFIX[1:]):
+    for ext in ("jpg", EMB_SUFFIX[1:], "txt_emb.npy"):
         path = folder / f"{key}.{ext}"
         if path.exists():
             fields[ext] = path.read_bytes()

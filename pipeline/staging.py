@@ -57,6 +57,7 @@ def score_fingerprint(cfg: CurateConfig) -> str:
     parts: dict[str, Any] = {
         "text": scoring_params(cfg.filters.text),
         "clip": scoring_params(cfg.clip),
+        "caption": scoring_params(cfg.caption),
         "thumbnails": cfg.shards.thumbnails,
     }
     # New weights under the same path must re-score too: size and mtime stand for content.
@@ -160,6 +161,7 @@ class FinalizeStage:
         if clip["reject_reasons"] or not path.exists():
             path.unlink(missing_ok=True)
             (folder / f"{clip['clip_id']}.emb.npy").unlink(missing_ok=True)
+            (folder / f"{clip['clip_id']}.txt_emb.npy").unlink(missing_ok=True)
             return
         clip["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
         if self.thumbnails:
@@ -175,7 +177,7 @@ def prepare_rescore(record: dict[str, Any], folder: Path, cfg: CurateConfig) -> 
     """A finished video's record, ready for the mp4 scorers again: their old scores cleared."""
     video = dict(record, stage_dir=str(folder))
     for clip in video["clips"]:
-        for key in ("text_area", "text", "clip_score", "aesthetic"):
+        for key in ("text_area", "text", "clip_score", "aesthetic", "caption", "captions"):
             clip.pop(key, None)
     if not cfg.clip.enabled:
         for path in folder.glob("*.emb.npy"):
