@@ -27,6 +27,8 @@ class RayConfig:
     sized to this machine; 'none' runs every stage in this process (no Ray)."""
     num_cpus: int | None = None
     """CPUs of the local Ray instance (None: all of this machine's)."""
+    fuse: bool = True
+    """Run consecutive CPU-only stages in one actor pool (a GPU stage keeps its own)."""
 
     def __post_init__(self) -> None:
         _check(
