@@ -27,7 +27,8 @@ lint: $(STAMP)
 DEMO_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/clipmill synth --output demo_out/raw --videos 12 --seed 0
-	$(DEMO_ENV) $(BIN)/clipmill curate demo_out/raw --output demo_out/curated --config configs/curate/default.yaml
+	$(DEMO_ENV) $(BIN)/clipmill curate demo_out/raw --output demo_out/curated --config configs/curate/default.yaml \
+		--transcode.short_side 90
 	rm -rf demo_out/runs
 	$(DEMO_ENV) $(BIN)/clipmill train fit --config configs/train/tiny.yaml --config configs/train/demo.yaml \
 		--data.shards 'demo_out/curated/shards/*.tar'
