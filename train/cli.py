@@ -113,7 +113,7 @@ def sample_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_parse_size, help="N or HxW; default: the training size")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the ckpt's)")
-    p.add_argument("--method", choices=("euler", "heun"), default="euler")
+    p.add_argument("--method", choices=("euler", "heun"), help="default: the ckpt's")
     p.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
     p.add_argument("--fps", type=float, help="of the written mp4s (default: training fps or 8)")
     p.add_argument(

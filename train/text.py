@@ -179,11 +179,8 @@ class OpenCLIPTextEncoder(TextEncoder):
             self.register_buffer("positional_embedding", model.positional_embedding.detach())
             self.register_buffer("attn_mask", model.attn_mask, persistent=False)
         self.max_length = max_length
-        self.dim = int(
-            model.ln_final.normalized_shape[0]
-            if not hasattr(model, "text")
-            else model.text.ln_final.normalized_shape[0]
-        )
+        with torch.no_grad():  # towers keep their width in different places: measure it
+            self.dim = int(self.encode([""])[0].shape[-1])
         tag = Path(pretrained).name if pretrained else "random"
         self.encoder_id = f"open_clip:{name}:{tag}:L{max_length}"
 

@@ -35,7 +35,7 @@ def test_loss_on_a_batch_is_zero_for_the_true_velocity_and_weighted():
 
 
 def test_timestep_shift_grows_with_tokens_and_keeps_endpoints():
-    flow = RectifiedFlow(FlowConfig(base_tokens=256))
+    flow = RectifiedFlow(FlowConfig(base_tokens=256, base_shift=1.0))
     assert flow.shift_for(256) == 1.0
     assert flow.shift_for(1024) == 2.0
     t = torch.linspace(0, 1, 11)
@@ -46,6 +46,7 @@ def test_timestep_shift_grows_with_tokens_and_keeps_endpoints():
     large = flow.sample_t(4000, 4096, torch.Generator().manual_seed(0)).mean()
     assert 0.45 < small < 0.55 and large > small + 0.2  # logit-normal centred at 0.5
     assert RectifiedFlow(FlowConfig(shift=3.0)).shift_for(10) == 3.0
+    assert RectifiedFlow(FlowConfig(base_shift=3.0)).shift_for(1024) == 6.0
 
 
 def test_sampling_timesteps_run_from_one_to_zero():
