@@ -14,9 +14,12 @@ Frames are rendered one at a time and streamed to the encoder, so a 30-minute
    "shots": [{"start_frame", "end_frame" (exclusive), "kind": "shot"|"black"|"dissolve"
               (|"static"|"flat"|"blurry"|"ad": junk, see `synth_junk`),
               "caption", "colour", "shape", "direction",   # None unless "shot"
-              "overlay": None|"sign", "repeat_of": None|{"file", "shot": index in its shots}}],
+              "overlay": None|"sign", "repeat_of": None|{"file", "shot": index in its shots},
+              "sidecar_caption": None|str (the .srt's wrong text of a "miscaption" shot)}],
    "cuts": [{"frame", "kind": "hard"|"dissolve", "start_frame", "end_frame"}]}
 `shots` tiles [0, n_frames) in order; `cuts` is explained in `synth_world.cuts_of`.
+With `--holdout configs/world/holdout.yaml` no shot shows a held-out (colour, shape,
+direction): those are kept for scoring generalisation (`pipeline.evaluate`).
 
 `make_bad_inputs` writes the nasty files (broken, exotic, misnamed) that
 curation must survive without crashing.
@@ -46,7 +49,9 @@ from pipeline.synth_world import (
     Segment,
     ShotRenderer,
     ShotSpec,
+    all_combos,
     cuts_of,
+    load_holdout,
     plan_video,
     render_segments,
     to_srt,
@@ -89,6 +94,9 @@ class SynthConfig:
     ad_prob: float = 0.0
     sign_prob: float = 0.0
     repeat_prob: float = 0.0
+    miscaption_prob: float = 0.0
+    # (colour, shape, direction) triples never filmed (`synth_world.load_holdout`).
+    holdout: tuple[tuple[str, str, str], ...] = ()
 
     def junk_probs(self) -> dict[str, float]:
         return {kind: getattr(self, f"{kind}_prob") for kind in JUNK_KINDS}
@@ -118,7 +126,11 @@ class SynthConfig:
             ),
             (
                 min(self.junk_probs().values()) >= 0 and sum(self.junk_probs().values()) <= 1,
-                "--{static,flat,blurry,ad,sign,repeat}-prob must be >= 0 and sum to <= 1",
+                "--{static,flat,blurry,ad,sign,repeat,miscaption}-prob must be >= 0, sum <= 1",
+            ),
+            (
+                set(self.holdout) <= set(all_combos()) and len(self.holdout) < len(all_combos()),
+                "--holdout must list some, not all, (colour, shape, direction) triples",
             ),
         ]
         for ok, message in checks:
@@ -139,6 +151,8 @@ def synthesize(output: Path, videos: int, seed: int, **options: Any) -> list[dic
     """
     if "shots_per_video" in options:
         options["shots_per_video"] = tuple(options["shots_per_video"])
+    if "holdout" in options:
+        options["holdout"] = tuple(tuple(c) for c in options["holdout"])
     return synthesize_config(Path(output), SynthConfig(videos=videos, seed=seed, **options))
 
 
@@ -225,6 +239,7 @@ def truth_entry(name: str, segments: Sequence[Segment], cfg: SynthConfig) -> dic
                 "direction": spec.direction if spec else None,
                 "overlay": seg.overlay,
                 "repeat_of": {"file": repeat[0], "shot": repeat[1]} if repeat else None,
+                "sidecar_caption": seg.sidecar,
             }
         )
     n_frames = segments[-1].end
@@ -359,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     for kind in JUNK_KINDS:
         parser.add_argument(f"--{kind}-prob", type=float, default=0.0, help=f"{kind} junk shots")
     parser.add_argument(
+        "--holdout", type=Path, help="YAML of held-out combinations never filmed (configs/world/)"
+    )
+    parser.add_argument(
         "--bad-inputs", action="store_true", help="write robustness-test files instead"
     )
     args = parser.parse_args(argv)
@@ -371,9 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         junk = {f"{kind}_prob": getattr(args, f"{kind}_prob") for kind in JUNK_KINDS}
+        holdout = load_holdout(args.holdout) if args.holdout else ()
         cfg = SynthConfig(
             args.videos, args.seed, args.width, args.height, args.fps,
             args.min_shot_s, args.max_shot_s, duration_s=args.duration_s, **junk,
+            holdout=holdout,
         )  # fmt: skip
     except ValueError as err:
         print(f"clipmill synth: error: {err}", file=sys.stderr)

@@ -14,6 +14,8 @@ Kinds (truth `kind`, or `overlay` / `repeat_of` on an ordinary shot):
 - `sign`    an ordinary shot with a small "EXIT" sign in a corner (`overlay: "sign"`; passes)
 - `repeat`  an earlier shot (this video's or an earlier video's) again, frame for frame
             (`repeat_of: {"file", "shot"}`; dedup keeps one)
+- `miscaption` an ordinary shot whose sidecar cue describes the previous shot, as
+            misaligned subtitles do (`sidecar_caption`; the truth `caption` stays right)
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import cv2
 import numpy as np
 
 # Cumulative draw order; a kind's probability is a SynthConfig field `{kind}_prob`.
-JUNK_KINDS: tuple[str, ...] = ("static", "flat", "blurry", "ad", "sign", "repeat")
+# New kinds go last: with their probability 0 the draws (and old footage's bytes) stay the same.
+JUNK_KINDS: tuple[str, ...] = ("static", "flat", "blurry", "ad", "sign", "repeat", "miscaption")
 AD_LINES = ("MEGA SALE", "50% OFF", "CALL 555 0199")
 SIGN_TEXT = "EXIT"
 BLUR_SIGMA = 0.035  # of the frame width: at the 96 px analysis width still ~3 px

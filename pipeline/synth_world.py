@@ -15,12 +15,14 @@ passed in, so a seed fixes every pixel.
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
+import yaml
 
 from pipeline.synth_junk import JunkRenderer, draw_junk
 
@@ -74,17 +76,57 @@ class ShotSpec:
     seed: int  # seeds the texture and the motion path
 
 
-def draw_spec(rng: np.random.Generator, previous: ShotSpec | None) -> ShotSpec:
-    """Draw a shot that differs from `previous` in content and in background hue."""
+Combo = tuple[str, str, str]  # (colour, shape, direction)
+
+
+def all_combos() -> list[Combo]:
+    """The 60 (colour, shape, direction) triples of the world, in vocabulary order."""
+    return [(c, s, d) for c in COLOURS for s in SHAPES for d in DIRECTIONS]
+
+
+def load_holdout(path: str | Path) -> tuple[Combo, ...]:
+    """Held-out triples from YAML `holdout: [[colour, shape, direction], ...]`.
+
+    Raises ValueError naming the file and the bad entry, so a typo cannot
+    silently let a held-out combination into training footage.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"--holdout {path}: cannot read ({err})") from err
+    items = data.get("holdout") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise ValueError(
+            f"--holdout {path}: expected a 'holdout:' list of [colour, shape, direction]"
+        )
+    known = set(all_combos())
+    combos = []
+    for item in items:
+        combo = tuple(str(w) for w in item) if isinstance(item, list) else ()
+        if combo not in known:
+            raise ValueError(f"--holdout {path}: {item!r} is not a (colour, shape, direction)")
+        combos.append(combo)
+    if len(set(combos)) == len(known):
+        raise ValueError(f"--holdout {path}: holds out every combination")
+    return tuple(dict.fromkeys(combos))
+
+
+def draw_spec(
+    rng: np.random.Generator, previous: ShotSpec | None, exclude: Collection[Combo] = ()
+) -> ShotSpec:
+    """Draw a shot that differs from `previous` in content and in background hue.
+
+    Triples in `exclude` (the held-out list) are redrawn; with none excluded the
+    draws are exactly those of old footage, so its bytes do not change.
+    """
     while True:
         colour = str(rng.choice(list(COLOURS)))
         shape = str(rng.choice(SHAPES))
         direction = str(rng.choice(list(DIRECTIONS)))
-        if previous is None or (colour, shape, direction) != (
-            previous.colour,
-            previous.shape,
-            previous.direction,
-        ):
+        combo = (colour, shape, direction)
+        if combo in exclude:
+            continue
+        if previous is None or combo != (previous.colour, previous.shape, previous.direction):
             break
     template = CAPTION_TEMPLATES[int(rng.integers(len(CAPTION_TEMPLATES)))]
     caption = template.format(colour=colour, shape=shape, direction=direction)
@@ -207,6 +249,7 @@ class Segment:
     spec: ShotSpec | None = None
     overlay: str | None = None  # "sign": small natural text on an ordinary shot
     repeat_of: tuple[str, int] | None = None  # (file, shot index) this shot repeats
+    sidecar: str | None = None  # "miscaption" junk: the sidecar's (wrong) text for this shot
 
     @property
     def length(self) -> int:
@@ -293,7 +336,8 @@ def plan_video(
             if target - cursor - gap < min_frames:
                 gap_kind, gap = "hard", 0
             length, last, repeat = target - cursor - gap, True, None
-        spec = draw_spec(rng, spec) if repeat is None else repeat[2].spec
+        previous = spec
+        spec = draw_spec(rng, spec, cfg.holdout) if repeat is None else repeat[2].spec
         if gap:
             segments.append(Segment(cursor, cursor + gap, gap_kind))
             cursor += gap
@@ -302,9 +346,12 @@ def plan_video(
             cursor, cursor + length, kind, spec,  # type: ignore[arg-type]
             overlay="sign" if junk == "sign" else None,
             repeat_of=(repeat[0], repeat[1]) if repeat is not None else None,
+            # Misaligned subtitles: the cue of this shot still says what the previous one showed.
+            sidecar=previous.caption if junk == "miscaption" and previous is not None else None,
         )  # fmt: skip
         segments.append(seg)
-        if kind == "shot" and seg.overlay is None and seg.repeat_of is None:
+        plain = seg.overlay is None and seg.repeat_of is None and seg.sidecar is None
+        if kind == "shot" and plain:
             pool.append((name, len(segments) - 1, seg))
         cursor += length
         index += 1
@@ -355,7 +402,8 @@ def to_srt(shots: Sequence[dict[str, Any]], fps: float) -> str:
     cues = []
     for seg in (s for s in shots if s["kind"] == "shot"):
         start, end = _srt_time(seg["start_frame"] / fps), _srt_time(seg["end_frame"] / fps)
-        cues.append(f"{len(cues) + 1}\n{start} --> {end}\n{seg['caption']}\n")
+        text = seg.get("sidecar_caption") or seg["caption"]
+        cues.append(f"{len(cues) + 1}\n{start} --> {end}\n{text}\n")
     return "\n".join(cues)
 
 

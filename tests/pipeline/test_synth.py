@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from pipeline.synth import SynthConfig, main, make_bad_inputs, synthesize
-from pipeline.synth_world import CAPTION_TEMPLATES, COLOURS, DIRECTIONS, SHAPES
+from pipeline.synth_world import (
+    CAPTION_TEMPLATES,
+    COLOURS,
+    DIRECTIONS,
+    SHAPES,
+    all_combos,
+    load_holdout,
+)
 
 # Small and short so the whole file runs in seconds, but with every transition kind.
 SMALL = dict(
@@ -276,3 +283,44 @@ def test_valid_exotic_files_decode_to_moving_content(bad, name: str) -> None:
         "weird_name": lambda: stream.codec_context.name == "h264",
     }
     assert checks[name]()
+
+
+HOLDOUT = Path(__file__).parents[2] / "configs" / "world" / "holdout.yaml"
+
+
+def test_world_vocabulary_is_the_contract() -> None:
+    assert set(COLOURS) == {"red", "green", "blue", "yellow", "white"}
+    assert set(SHAPES) == {"circle", "square", "triangle"}
+    assert set(DIRECTIONS) == {"left", "right", "up", "down"}
+    assert len(set(all_combos())) == 60 and len(CAPTION_TEMPLATES) >= 3
+
+
+def test_shipped_holdout_keeps_every_word_and_pair_in_training() -> None:
+    held = load_holdout(HOLDOUT)
+    seen = set(all_combos()) - set(held)
+    assert len(held) == 12
+    for c, s, d in held:
+        assert any(t[:2] == (c, s) for t in seen) and any((t[0], t[2]) == (c, d) for t in seen)
+        assert any(t[1:] == (s, d) for t in seen)
+
+
+def test_holdout_combinations_are_never_filmed(tmp_path: Path) -> None:
+    held = load_holdout(HOLDOUT)
+    args = ["--output", str(tmp_path), "--videos", "6", "--width", "64", "--height", "36"]
+    assert (
+        main([*args, "--min-shot-s", "0.2", "--max-shot-s", "0.3", "--holdout", str(HOLDOUT)]) == 0
+    )
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    filmed = {(s["colour"], s["shape"], s["direction"]) for e in truth for s in e["shots"]}
+    filmed.discard((None, None, None))
+    assert len(filmed) >= 15 and not filmed & set(held)
+
+
+def test_bad_holdout_files_name_the_flag(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    for text in ("holdout: [[red, hexagon, left]]\n", "nope: 1\n", "holdout: [[red, circle]]\n"):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match="--holdout"):
+            load_holdout(bad)
+    with pytest.raises(ValueError, match="--holdout"):
+        SynthConfig(holdout=tuple(all_combos()))

@@ -94,3 +94,22 @@ def test_bad_probabilities_name_the_flags(tmp_path, capsys):
     assert main([*argv, "--duration-s", "3", "--static-prob", "0.5"]) == 0
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert {s["kind"] for s in truth[0]["shots"]} <= {"shot", "black", "dissolve", "static"}
+
+
+def test_miscaptioned_shots_carry_the_previous_shots_caption_in_the_srt(tmp_path):
+    args = dict(width=64, height=36, shots_per_video=(5, 5), min_shot_s=1.0, max_shot_s=1.2)
+    truth = synthesize(tmp_path, 2, seed=7, miscaption_prob=0.6, **args)
+    found = 0
+    for entry in truth:
+        cues = (tmp_path / entry["srt"]).read_text().strip().split("\n\n")
+        shots = [s for s in entry["shots"] if s["kind"] == "shot"]
+        previous = None
+        for cue, shot in zip(cues, shots, strict=True):
+            text = cue.splitlines()[-1]
+            if shot["sidecar_caption"] is not None:
+                found += 1
+                assert text == shot["sidecar_caption"] == previous["caption"] != shot["caption"]
+            else:
+                assert text == shot["caption"]
+            previous = shot
+    assert found >= 2
