@@ -111,9 +111,18 @@ class TranscodeConfig:
     threads: int = 2
     """x264 threads; fixed so the output bytes are reproducible."""
     keep_audio: bool = False
+    keyframe_interval_s: float | None = 1.0
+    """Longest gap between keyframes in the clips; None = x264's default (250 frames).
+    Training loaders seek to a random start, and decoding from the previous keyframe
+    dominates their cost, so short intervals make the shards cheaper to train on."""
     resources: StageResources = field(default_factory=StageResources)
 
     def __post_init__(self) -> None:
+        _check(
+            self.keyframe_interval_s is None or 0.04 <= self.keyframe_interval_s <= 60,
+            "transcode.keyframe_interval_s",
+            f"must be in [0.04, 60] seconds or null, got {self.keyframe_interval_s}",
+        )
         _check(
             self.fps is None or 1 <= self.fps <= 240,
             "transcode.fps",

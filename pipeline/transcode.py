@@ -71,6 +71,7 @@ def ffmpeg_args(
         str(cfg.threads),
         "-pix_fmt",
         "yuv420p",
+        *_keyint(fps, cfg.keyframe_interval_s),
         "-flags",
         "+bitexact",
         "-fflags",
@@ -89,6 +90,10 @@ def ffmpeg_args(
     else:
         args += ["-segment_time", "1e9"]
     return [*args, pattern]
+
+
+def _keyint(fps: float, seconds: float | None) -> list[str]:
+    return [] if seconds is None else ["-g", str(max(1, round(fps * seconds)))]
 
 
 def plan_segments(clips: list[dict], fps: float) -> tuple[list[int], dict[int, dict]]:

@@ -99,3 +99,24 @@ def test_bad_source_marks_clips_as_errors(tmp_path):
         tmp_path,
     )
     assert clips[0]["reject_reasons"] == ["error"] and "transcode" in clips[0]["errors"]
+
+
+def _keyframes(path) -> list[int]:
+    with av.open(str(path)) as c:
+        return [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
+
+
+@pytest.mark.parametrize("interval", [0.5, None])
+def test_keyframe_interval_bounds_the_seek_cost(numbered, tmp_path, interval):
+    clips = [{"clip_id": "c", "start_s": 1.0, "end_s": 4.0, "reject_reasons": []}]
+    video = {"clips": clips, "fps": 30.0, "width": W, "height": H, "local_path": str(numbered)}
+    cfg = TranscodeConfig(short_side=None, keyframe_interval_s=interval)
+    transcode_video(video, cfg, tmp_path)
+    keys = _keyframes(tmp_path / "c.mp4")
+    ends = [*keys, 90]  # the clip is 3 s at 30 fps
+    gaps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    assert keys[0] == 0
+    if interval is None:  # x264's default allows 250 frames; the barcode forces few cuts
+        assert max(gaps) > 15
+    else:  # a loader seeking anywhere decodes at most 15 frames to get there
+        assert max(gaps) <= 15
