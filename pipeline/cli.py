@@ -11,13 +11,16 @@ import logging
 import sys
 from collections.abc import Callable
 
-USAGE = """usage: clipmill {curate,pack,synth,train,sample} ...
+USAGE = """usage: clipmill {curate,pack,synth,train,sample,cache,evaluate,demo} ...
 
   curate   raw footage -> WebDataset shards + Parquet manifest
   pack     re-apply thresholds/dedup/weights to a curated output (no model runs)
   synth    synthetic raw footage with ground truth
   train    fit/validate the text-to-video model (LightningCLI)
   sample   generate videos from prompts with a checkpoint
+  evaluate score shapes-world samples (colour, shape, direction, persistence)
+  demo     synth -> curate -> train -> sample -> evaluate, with a report
+  cache    encode augmented views + caption states once, for latent training
 """
 
 
@@ -96,6 +99,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synth": _lazy("pipeline.synth", "main"),
     "train": _lazy("train.cli", "train_main"),
     "sample": _lazy("train.cli", "sample_main"),
+    "evaluate": _lazy("pipeline.evaluate", "main"),
+    "demo": _lazy("pipeline.demo", "main"),
+    "cache": _lazy("train.cache_cli", "cache_main"),
 }
 
 

@@ -123,6 +123,11 @@ def sample_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="set a micro-condition, e.g. fps=8 or motion_score=2; unset = unknown",
     )
+    p.add_argument(
+        "--ckpt-vae",
+        help="latent models: the autoencoder to decode with, if it moved since training "
+        "(default: the checkpoint's --model.autoencoder; a different VAE is refused)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -146,7 +151,9 @@ def sample_main(argv: list[str]) -> int:
     from train.module import VideoDiffusion, frame_grid, to_uint8
     from train.video_io import write_mp4
 
-    model = VideoDiffusion.load_from_checkpoint(args.ckpt, map_location=args.device).eval()
+    moved = {"autoencoder": args.ckpt_vae} if args.ckpt_vae else {}
+    model = VideoDiffusion.load_from_checkpoint(args.ckpt, map_location=args.device, **moved)
+    model.eval()
     videos = []
     for i in range(0, len(prompts), args.batch_size):
         videos.append(

@@ -221,7 +221,7 @@ class ShardVideoDataset(IterableDataset):
             try:
                 if "__error__" in item:
                     raise CorruptSample(item["__error__"], item["__url__"])
-                sample = prepare_sample(item, self.cfg, aug_rng if self.train else None)
+                sample = self.prepare(item, aug_rng if self.train else None)
             except CorruptSample as err:
                 skipped[err.reason] += 1
                 failures += 1
@@ -236,6 +236,10 @@ class ShardVideoDataset(IterableDataset):
             sample["_skipped"], skipped = dict(skipped), Counter()
             yield sample
         yield {"_end": True, "_skipped": dict(skipped)}
+
+    def prepare(self, item: dict[str, Any], rng: np.random.Generator | None) -> dict[str, Any]:
+        """One raw shard sample -> one training sample (the latent cache overrides this)."""
+        return prepare_sample(item, self.cfg, rng)
 
     def _epoch_part(self, worker: int, num_workers: int) -> Iterator[dict]:
         order, shift = list(range(len(self.urls))), 0
@@ -324,9 +328,17 @@ class VideoLoader:
             persistent_workers=False,  # fresh workers see the new epoch's seed
         )
         samples = self._samples(iter(loader))
-        while batch := list(itertools.islice(samples, self.batch_size)):
+        for batch in self._batches(samples):
             self.stats["samples"] += len(batch)
-            yield collate(batch)
+            yield self._collate(batch)
+
+    def _batches(self, samples: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        while batch := list(itertools.islice(samples, self.batch_size)):
+            yield batch
+
+    @staticmethod
+    def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        return collate(batch)
 
     def _samples(self, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """This epoch's samples: what the workers sent, then padding if the rank is short."""
@@ -353,6 +365,19 @@ class VideoLoader:
 
 
 _MINIMUM = {"batch_size": 1, "num_workers": 0, "epoch_size": 1, "shuffle_buffer": 0}
+
+
+def _check_kind(kind: str, shards: Any, cache: str | None, image_ratio: float, mode: str) -> None:
+    if kind not in ("mp4", "latents"):
+        raise ValueError(f"--data.kind must be 'mp4' or 'latents', got {kind!r}")
+    if kind == "mp4" and not shards:
+        raise ValueError("--data.shards is required with --data.kind mp4")
+    if kind == "latents" and not cache:
+        raise ValueError("--data.cache is required with --data.kind latents")
+    if not 0 <= image_ratio < 1:
+        raise ValueError(f"--data.image_ratio must be in [0, 1), got {image_ratio}")
+    if image_ratio > 0 and (kind != "latents" or mode != "resampled"):
+        raise ValueError("--data.image_ratio needs --data.kind latents and --data.mode resampled")
 
 
 def check_options(mode: str = "resampled", **counts: int) -> None:
@@ -432,11 +457,18 @@ class VideoDataModule(L.LightningDataModule):
             (else the primary one).
         use_weights: batch["weight"] from the clip's sample_weight (else 1).
         seed: seeds shard order, shuffling and augmentation per rank and worker.
+        kind: "mp4" decodes the shards' clips; "latents" reads a `clipmill cache`
+            folder (`cache`): stored views and caption states, see train/latent_data.py.
+            num_frames, size, fps and flips are then the cache's, fixed when it was made.
+        cache: the latent cache folder (kind latents).
+        val_cache: a latent cache of validation clips (kind latents).
+        image_ratio: fraction of samples that are still images from the cache's
+            images/ (kind latents, resampled mode); batches hold one shape each.
     """
 
     def __init__(
         self,
-        shards: str | list[str],
+        shards: str | list[str] | None = None,
         val_shards: str | list[str] | None = None,
         num_frames: int = 8,
         size: int | tuple[int, int] = 32,
@@ -452,12 +484,18 @@ class VideoDataModule(L.LightningDataModule):
         caption_rotation: bool = True,
         use_weights: bool = True,
         seed: int = 0,
+        kind: Literal["mp4", "latents"] = "mp4",
+        cache: str | None = None,
+        val_cache: str | None = None,
+        image_ratio: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # also what the code below reads, as self.hparams
         hp = self.hparams
         # Checked now, so that a bad value fails at start and not at the first batch.
         check_options(mode, **{k: hp[k] for k in _MINIMUM})
+        _check_kind(kind, shards, cache, image_ratio, mode)
+        self.latent_header: dict | None = None  # the cache's header once set up (kind latents)
         self.sample_cfg = SampleConfig(**{f.name: hp[f.name] for f in fields(SampleConfig)})
         self._train: VideoLoader | None = None
         self._val: VideoLoader | None = None
@@ -470,6 +508,8 @@ class VideoDataModule(L.LightningDataModule):
         else:
             rank, world, _, _ = wds.utils.pytorch_worker_info()
         common = dict(seed=hp.seed, rank=rank, world_size=world)
+        if hp.kind == "latents":
+            return self._setup_latents(stage, rank, world)
         if self._train is None and stage in (None, "fit"):
             dataset = make_dataset(
                 hp.shards, self.sample_cfg, mode=hp.mode, shuffle_buffer=hp.shuffle_buffer, **common
@@ -489,6 +529,17 @@ class VideoDataModule(L.LightningDataModule):
             )
             self._val = VideoLoader(dataset, hp.batch_size, hp.num_workers)
 
+    def _setup_latents(self, stage: str | None, rank: int, world: int) -> None:
+        from train.latent_data import make_latent_data  # only latent runs pay for it
+
+        fit = self._train is None and stage in (None, "fit")
+        val = self._val is None and stage in (None, "fit", "validate")
+        epoch_fn = self._trainer_epoch if self.trainer is not None else None
+        data = make_latent_data(self.hparams, rank, world, epoch_fn, (fit, val))
+        self.latent_header = data.header
+        self._train = data.train or self._train
+        self._val = data.val or self._val
+
     def _trainer_epoch(self) -> int:
         return self.trainer.current_epoch
 
@@ -498,7 +549,7 @@ class VideoDataModule(L.LightningDataModule):
         return self._train
 
     def val_dataloader(self) -> VideoLoader | list:
-        if self._val is None and self.hparams.val_shards is not None:
+        if self._val is None and (self.hparams.val_shards or self.hparams.val_cache):
             self.setup("validate")
         return self._val if self._val is not None else []
 

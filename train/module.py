@@ -50,6 +50,24 @@ def frame_grid(video: Tensor) -> Tensor:
     return v.permute(0, 2, 1, 3, 4).reshape(b * h, t * w, c)
 
 
+def _load_vae(spec: str | None, in_channels: int) -> Any:
+    """The frozen autoencoder `spec` names (None: pixel space), checked against the DiT."""
+    if not spec:
+        return None
+    from train.autoencoder import load_autoencoder
+
+    try:
+        vae = load_autoencoder(spec)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--model.autoencoder: {err}") from err
+    if vae.latent_channels != in_channels:
+        raise ValueError(
+            f"--model.dit.in_channels {in_channels} != the autoencoder's latent_channels "
+            f"{vae.latent_channels} (--model.autoencoder {spec})"
+        )
+    return vae
+
+
 class VideoDiffusion(L.LightningModule):
     """Text-to-video DiT trained with rectified flow, CFG dropout and EMA."""
 
@@ -79,6 +97,7 @@ class VideoDiffusion(L.LightningModule):
         sample_fps: float | None = None,
         compile: bool = False,
         seed: int = 0,
+        autoencoder: str | None = None,
     ) -> None:
         """
         Args:
@@ -97,6 +116,10 @@ class VideoDiffusion(L.LightningModule):
             sample_size: size of logged samples; None = the datamodule's size.
             compile: torch.compile the denoiser.
             seed: seed of the training noise, timesteps and dropout.
+            autoencoder: train in its latent space (`--data.kind latents`): a VAE .ckpt
+                or `diffusers:<folder>` (see train.autoencoder.load_autoencoder). Frozen,
+                kept out of the checkpoint like the text encoder; sampling decodes with it,
+                and a latent cache made by another VAE is refused. None = pixel space.
         """
         super().__init__()
         dit, text, flow = _as(DiTConfig, dit), _as(TextEncoderSpec, text), _as(FlowConfig, flow)
@@ -111,6 +134,7 @@ class VideoDiffusion(L.LightningModule):
             raise ValueError(
                 f"--model.dit.text_dim {dit.text_dim} != the text encoder's width {encoder.dim}"
             )
+        vae = _load_vae(autoencoder, dit.in_channels)
         # Plain dicts in hparams: checkpoints then load with torch's weights_only=True.
         dit, text, flow = (dataclasses.asdict(c) for c in (dit, text, flow))
         self.save_hyperparameters()
@@ -120,6 +144,7 @@ class VideoDiffusion(L.LightningModule):
         # Frozen and rebuilt from its spec: kept out of the state_dict and of DDP
         # (hence not a registered submodule); moved to the device on first use.
         self.__dict__["text_encoder"] = encoder
+        self.__dict__["vae"] = vae
         self._last_sampled_step = -1
 
     # ---------------------------------------------------------------- inputs
@@ -130,6 +155,20 @@ class VideoDiffusion(L.LightningModule):
         if enc.device != self.device:
             enc.to(self.device)
         return enc
+
+    @property
+    def vae(self) -> Any:
+        """The frozen autoencoder (None in pixel space), moved to the device on first use."""
+        vae = self.__dict__["vae"]
+        if vae is not None and next(vae.buffers()).device != self.device:
+            vae.to(self.device)
+        return vae
+
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        """Denoiser latents → pixels in [-1, 1] (undoing the cache's scale and shift)."""
+        vae = self.vae
+        z = latents / vae.scaling_factor + vae.shift_factor
+        return vae.decode(z.to(next(vae.parameters()).dtype)).float().clamp(-1, 1)
 
     def encode_text(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Token states and mask: precomputed ones if they match the encoder, else encoded."""
@@ -212,6 +251,8 @@ class VideoDiffusion(L.LightningModule):
         """Samples default to the data's frame count, size and fps (kept in the checkpoint)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer else None
         hp = getattr(dm, "hparams", {}) or {}
+        if getattr(dm, "latent_header", None) is not None:
+            hp = self._check_cache(dm.latent_header)
         for ours, theirs in (
             ("sample_num_frames", "num_frames"),
             ("sample_size", "size"),
@@ -220,6 +261,32 @@ class VideoDiffusion(L.LightningModule):
             value = hp.get(theirs, getattr(dm, theirs, None))
             if self.hparams.get(ours) is None and value is not None:
                 self.hparams[ours] = value
+
+    def _check_cache(self, header: dict[str, Any]) -> dict[str, Any]:
+        """Refuse a cache made by another VAE/text encoder; its sampling as the data's."""
+        from train.cache import check_header
+
+        if self.vae is None:
+            raise ValueError("--data.kind latents needs --model.autoencoder (the cache's VAE)")
+        check_header(
+            header,
+            fingerprint=self.vae.fingerprint(),
+            text_encoder_id=self.encoder.encoder_id,
+        )
+        sample = header["sample"]
+        return {"num_frames": sample["num_frames"], "size": sample["size"], "fps": sample["fps"]}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.vae is not None:  # so that sampling can refuse another VAE's decoder
+            checkpoint["autoencoder_fingerprint"] = self.vae.fingerprint()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trained = checkpoint.get("autoencoder_fingerprint")
+        if trained and self.vae is not None and self.vae.fingerprint() != trained:
+            raise ValueError(
+                f"--model.autoencoder {self.hparams.autoencoder} (fingerprint "
+                f"{self.vae.fingerprint()}) is not the VAE this model was trained with ({trained})"
+            )
 
     def configure_model(self) -> None:
         if self.hparams.compile and not getattr(self, "_compiled", False):
@@ -282,12 +349,15 @@ class VideoDiffusion(L.LightningModule):
             k: torch.full((b,), float(v), device=self.device) for k, v in (micro or {}).items()
         }
         shape = (b, self.dit.cfg.in_channels, num_frames, h, w)
+        if self.vae is not None:  # the denoiser works on the latent of that video
+            shape = (b, *self.vae.latent_shape(num_frames, h, w))
         cond = {"text_states": states, "text_mask": mask, "micro": values}
         uncond = {**cond, "text_mask": torch.zeros_like(mask)}
         velocity = guided(model, cond, uncond, cfg_scale)
         ts = self.flow.timesteps(steps, self.dit.num_tokens(shape), self.device)
         noise = initial_noise(shape, seed, self.device)
-        return sample(velocity, noise, ts, method).clamp(-1, 1)
+        out = sample(velocity, noise, ts, method)
+        return self.decode_latents(out) if self.vae is not None else out.clamp(-1, 1)
 
     def _log_samples(self) -> None:
         """Sample the fixed prompts; log a frame grid to TensorBoard and write mp4s."""
