@@ -11,6 +11,7 @@ one fixed place, so `--ckpt_path last` finds the previous run's `last.ckpt`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -173,10 +174,15 @@ def sample_main(argv: list[str]) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     fps = args.fps or model.hparams.get("sample_fps") or 8
+    index = []
     for i, (prompt, clip) in enumerate(zip(prompts, to_uint8(video), strict=True)):
-        write_mp4(str(out / f"{i:03d}_{_slug(prompt)}.mp4"), clip.numpy(), fps)
+        name = f"{i:03d}_{_slug(prompt)}.mp4"
+        write_mp4(str(out / name), clip.numpy(), fps)
+        index.append({"file": name, "prompt": prompt})
     _save_png(out / "grid.png", frame_grid(video))
     (out / "prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    # Which file holds which prompt, for `clipmill evaluate` (file names are truncated slugs).
+    (out / "samples.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {len(prompts)} videos and grid.png to {out}")
     return 0
 
