@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clip-frames", type=int, default=96, help="frames per clip (24 fps)")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=180)
-    parser.add_argument("--gop", type=int, default=None, help="x264 keyframe interval")
+    parser.add_argument(
+        "--gop", type=int, default=24, help="x264 keyframe interval (24 = curate's default 1 s)"
+    )
     parser.add_argument("--num-frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--fps", type=float, default=None)
