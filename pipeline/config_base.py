@@ -6,7 +6,7 @@ without an import cycle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 
@@ -17,31 +17,6 @@ class ConfigError(ValueError):
 def _check(ok: bool, flag: str, why: str) -> None:
     if not ok:
         raise ConfigError(f"--{flag} {why}")
-
-
-@dataclass(frozen=True)
-class StageResources:
-    """How Ray runs one stage: per-task CPUs/GPUs, pool size, rows per batch."""
-
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    concurrency: int | None = None
-    """Actor-pool size for model stages (None: as many as the CPUs allow)."""
-
-    def check(self, section: str) -> None:
-        _check(self.num_cpus > 0, f"{section}.num_cpus", f"must be > 0, got {self.num_cpus}")
-        _check(self.num_gpus >= 0, f"{section}.num_gpus", f"must be >= 0, got {self.num_gpus}")
-        _check(
-            self.concurrency is None or self.concurrency >= 1,
-            f"{section}.concurrency",
-            f"must be >= 1, got {self.concurrency}",
-        )
-
-    def ray_args(self) -> dict[str, Any]:
-        args: dict[str, Any] = {"num_cpus": self.num_cpus}
-        if self.num_gpus:
-            args["num_gpus"] = self.num_gpus
-        return args
 
 
 def pack_time(default: Any) -> Any:
@@ -56,3 +31,13 @@ def pack_time(default: Any) -> Any:
 def runtime(default: Any) -> Any:
     """A field that changes how a stage runs (device, batch), not what it computes."""
     return field(default=default, metadata={"runtime": True})
+
+
+def __getattr__(name: str) -> Any:
+    # StageResources lives in pipeline.resources_config, which imports this module; a lazy
+    # re-export keeps `from pipeline.config_base import StageResources` working without a cycle.
+    if name == "StageResources":
+        from pipeline.resources_config import StageResources
+
+        return StageResources
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

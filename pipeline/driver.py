@@ -85,7 +85,11 @@ class ChainStage:
 
 
 def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
-    """Merge runs of consecutive CPU-only stages into ChainStages; GPU stages keep their pool."""
+    """Merge runs of consecutive plain-CPU stages into ChainStages.
+
+    A placed stage (GPUs, custom resources, [min, max] bounds) keeps its own pool: fused,
+    its placement would apply to its neighbours too, or be lost.
+    """
     out: list[Stage] = []
     run: list[Stage] = []
 
@@ -93,12 +97,15 @@ def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
         if len(run) == 1:
             out.append(run[0])
         elif run:
-            cpus = max(res.num_cpus for _, _, res in run)
-            out.append((ChainStage, ([(c, a) for c, a, _ in run],), StageResources(num_cpus=cpus)))
+            res = StageResources(
+                num_cpus=max(r.num_cpus for _, _, r in run),
+                max_task_retries=max(r.max_task_retries for _, _, r in run),
+            )
+            out.append((ChainStage, ([(c, a) for c, a, _ in run],), res))
         run.clear()
 
     for stage in stages:
-        if stage[2].num_gpus > 0:
+        if stage[2].placed:
             flush()
             out.append(stage)
         else:
@@ -122,22 +129,17 @@ class RayRunner:
         self.cpus = int(ray.cluster_resources().get("CPU", 1))
 
     def _actor_args(self, stages: list[Stage]) -> list[dict[str, Any]]:
-        """Ray arguments of each stage's actor pool.
+        """Ray arguments of each stage's actor pool (`StageResources.actor_args`).
 
         Ray Data keeps an idle actor's CPUs. If the first actors of all stages cannot
         fit at once, a downstream pool that started first can starve an upstream one
-        for ever (seen with eight stages on two cores). So every pool starts from one
-        actor and grows to its size, and on a small machine each stage's CPU request
-        is scaled down until one actor of every stage fits; the OS shares the cores.
+        for ever (seen with eight stages on two cores). So on a small cluster each
+        stage's CPU request is scaled down until one actor of every stage fits; the OS
+        shares the cores.
         """
         need = sum(res.num_cpus for _, _, res in stages)
         scale = min(1.0, self.cpus / need) if need else 1.0
-        out = []
-        for _, _, res in stages:
-            size = res.concurrency or max(1, int(self.cpus // max(res.num_cpus, 1e-3)))
-            args = {**res.ray_args(), "num_cpus": res.num_cpus * scale}
-            out.append({"concurrency": (1, size), **args})
-        return out
+        return [res.actor_args(self.cpus, scale) for _, _, res in stages]
 
     def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
         import ray
@@ -145,7 +147,7 @@ class RayRunner:
         if not rows:
             return []
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        out = ds.map(fn, **res.ray_args()).take_all()
+        out = ds.map(fn, **res.task_args()).take_all()
         return sorted(out, key=lambda r: r["order"])
 
     def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
