@@ -1,0 +1,169 @@
+"""Epoch time from the latent cache vs from mp4 shards, same model and config (issue 6).
+
+Both paths train the same latent-space DiT (configs/train/latent_tiny.yaml's
+shape) in the latent space of the same autoencoder, on the same clips:
+
+- mp4: every step decodes the batch's clips (`--data.kind mp4`, the trainer's
+  loader), encodes them with the VAE, samples z, encodes the captions
+  (the text encoder's in-memory LRU cache helps from the second epoch on);
+- cache: `clipmill cache` ran once (timed apart), every step reads stored
+  views and caption states (`--data.kind latents`) and samples z.
+
+    python benchmarks/bench_cache.py                  # 32 clips, 17x64x64, 4 views, MiniLM
+    python benchmarks/bench_cache.py --clips 64 --text random
+
+An epoch is every clip once (epoch mode), batch `--batch-size`, one DataLoader
+worker, `--threads` torch threads. Prints markdown rows: per-epoch seconds
+(whole step and data only), speed-up, cache build time, bytes per clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_dataloader import render_clip  # noqa: E402
+
+from pipeline.shards import ShardWriter  # noqa: E402
+from train.autoencoder import AutoencoderConfig, VideoAutoencoder  # noqa: E402
+from train.cache import CacheBuilder, CacheConfig  # noqa: E402
+from train.cache_images import add_shards  # noqa: E402
+from train.data import VideoDataModule  # noqa: E402
+from train.dit import DiTConfig  # noqa: E402
+from train.module import VideoDiffusion  # noqa: E402
+from train.text import TextEncoderSpec, build_text_encoder  # noqa: E402
+from train.video_io import encode_mp4  # noqa: E402
+
+WORDS = ("red", "blue", "green"), ("circle", "square"), ("left", "right", "up", "down")
+
+
+def write_shards(out: Path, n: int, frames: int, height: int, width: int) -> int:
+    rng = np.random.default_rng(0)
+    total = 0
+    with ShardWriter(out, max_samples=16) as writer:
+        for i in range(n):
+            mp4 = encode_mp4(render_clip(rng, frames, height, width), 24.0, crf=23, gop=24)
+            words = [w[(i // (k + 1)) % len(w)] for k, w in enumerate(WORDS)]
+            caption = f"a {words[0]} {words[1]} moving {words[2]}"
+            key = f"{i:016x}_{0:07d}_{frames:07d}"
+            record = {"clip_id": key, "caption": caption, "fps": 24.0, "motion_score": 1.0,
+                      "captions": [{"text": caption, "source": "vlm", "score": 0.9},
+                                   {"text": caption.replace("moving", "going"),
+                                    "source": "filename", "score": None}]}  # fmt: skip
+            writer.write(key, {"mp4": mp4, "txt": caption, "json": json.dumps(record)})
+            total += len(mp4)
+    return total
+
+
+def save_vae(vae: VideoAutoencoder, path: Path) -> str:
+    state = {f"autoencoder.{k}": v for k, v in vae.state_dict().items()}
+    hp = {"autoencoder": dataclasses.asdict(vae.cfg)}
+    torch.save({"state_dict": state, "hyper_parameters": hp}, path)
+    return str(path)
+
+
+def to_latents(model: VideoDiffusion, batch: dict, gen: torch.Generator) -> dict:
+    """What the mp4 path adds per step: the VAE encode and a posterior draw."""
+    vae = model.vae
+    with torch.no_grad():
+        mean, logvar = vae.encode(batch["video"])
+        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=gen)
+    return {**batch, "video": (z - vae.shift_factor) * vae.scaling_factor}
+
+
+def run_epochs(model, loader, epochs: int, encode: bool, train: bool) -> list[float]:
+    opt = torch.optim.AdamW(model.dit.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for epoch in range(epochs):
+        loader.epoch_fn = lambda e=epoch: e
+        start = time.perf_counter()
+        for batch in loader:
+            if encode:
+                batch = to_latents(model, batch, gen)
+            if train:
+                loss, _ = model.flow_loss(batch, gen)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            elif not encode:
+                model.encode_text(batch)  # the cache path's text "encoding": a lookup
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clips", type=int, default=32)
+    p.add_argument("--src-frames", type=int, default=48)
+    p.add_argument("--src-size", default="96x128", help="HxW of the shard clips")
+    p.add_argument("--frames", type=int, default=17)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--views", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--text", choices=("hf", "random"), default="hf")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    src_h, src_w = (int(v) for v in args.src_size.split("x"))
+    text = TextEncoderSpec(kind=args.text, dim=64)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        mp4_bytes = write_shards(root / "shards", args.clips, args.src_frames, src_h, src_w)
+        torch.manual_seed(0)
+        vae = VideoAutoencoder(AutoencoderConfig()).eval()  # vae_tiny's shape: 4ch, 4x8x8
+        ckpt = save_vae(vae, root / "vae.ckpt")
+        cfg = CacheConfig(views=args.views, num_frames=args.frames, size=(args.size, args.size))
+        start = time.perf_counter()
+        builder = CacheBuilder(root / "cache", vae, build_text_encoder(text), cfg, ckpt)
+        add_shards(builder, str(root / "shards" / "*.tar"))
+        header = builder.finish()
+        build_s = time.perf_counter() - start
+
+        dit = DiTConfig(in_channels=4, patch_t=1, patch_s=1, width=128, depth=6, heads=4,
+                        attention="full")  # fmt: skip
+        model = VideoDiffusion(dit=dit, text=text, autoencoder=ckpt)
+        common = dict(batch_size=args.batch_size, num_workers=1, mode="epoch", seed=0)
+        mp4 = VideoDataModule(str(root / "shards" / "*.tar"), num_frames=args.frames,
+                              size=args.size, **common)  # fmt: skip
+        cached = VideoDataModule(kind="latents", cache=str(root / "cache"), **common)
+        rows = {}
+        for name, dm, encode in (("mp4", mp4, True), ("cache", cached, False)):
+            dm.setup("fit")
+            loader = dm.train_dataloader()
+            run_epochs(model, loader, 1, encode, train=True)  # warm-up: workers, caches
+            full = run_epochs(model, loader, args.epochs, encode, train=True)
+            data = run_epochs(model, loader, args.epochs, encode, train=False)
+            rows[name] = (statistics.median(full), statistics.median(data))
+    cmd = "python benchmarks/bench_cache.py " + shlex.join(sys.argv[1:])
+    print(f"command: {cmd.strip()}  (load average {os.getloadavg()[0]:.1f} at the end)")
+    print(f"cache build: {build_s:.1f} s for {args.clips} clips x {args.views} views "
+          f"({header['counts']})")  # fmt: skip
+    print("| path | epoch s (train) | epoch s (data only) |")
+    print("|---|---|---|")
+    for name, (full, data) in rows.items():
+        print(f"| {name} | {full:.2f} | {data:.2f} |")
+    print(f"speed-up: train {rows['mp4'][0] / rows['cache'][0]:.1f}x, "
+          f"data {rows['mp4'][1] / rows['cache'][1]:.1f}x")  # fmt: skip
+    per_clip = header["bytes"]["per_item"]
+    print(f"bytes per clip: cache {per_clip / 1024:.1f} KiB ({args.views} views, mean+logvar "
+          f"fp16 + caption states), mp4 {mp4_bytes / args.clips / 1024:.1f} KiB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
