@@ -23,18 +23,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check pipeline train schemas tests benchmarks
 	$(BIN)/ruff format --check pipeline train schemas tests benchmarks
 
-# The main job on synthetic footage, end to end: synth -> curate -> train -> sample (~5 min, 2 cores).
+# The main job on synthetic footage, end to end (pipeline/demo.py): synth -> curate -> train ->
+# sample one video per (colour, shape, direction) -> score them -> demo_out/report.md (~10 min, 2 cores).
+# `clipmill demo --preset bench --ablate naive` is the benchmark with the curated-vs-naive ablation.
 DEMO_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 demo: $(STAMP)
-	$(DEMO_ENV) $(BIN)/clipmill synth --output demo_out/raw --videos 12 --seed 0
-	$(DEMO_ENV) $(BIN)/clipmill curate demo_out/raw --output demo_out/curated --config configs/curate/default.yaml \
-		--transcode.short_side 90
-	rm -rf demo_out/runs
-	$(DEMO_ENV) $(BIN)/clipmill train fit --config configs/train/tiny.yaml --config configs/train/demo.yaml \
-		--data.shards 'demo_out/curated/shards/*.tar'
-	$(DEMO_ENV) $(BIN)/clipmill sample --ckpt demo_out/runs/checkpoints/last.ckpt \
-		--prompts-file configs/train/demo_prompts.txt --steps 20 --output demo_out/samples
-	@echo "demo: clips in demo_out/curated (see summary.json), samples in demo_out/samples"
+	rm -rf demo_out
+	$(DEMO_ENV) $(BIN)/clipmill demo --output demo_out --preset default
+	@echo "demo: report in demo_out/report.md, samples in demo_out/samples_curated"
 
 clean:
 	rm -rf demo_out .pytest_cache
