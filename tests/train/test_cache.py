@@ -269,3 +269,20 @@ def test_cli_writes_a_cache_and_refuses_to_mix_two(built, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert cache_main([*args, "--overwrite", "--frames", "4"]) == 2
     assert "--frames" in capsys.readouterr().err
+
+
+def test_cli_takes_encoders_and_sampling_from_the_training_config(built, tmp_path):
+    _, shards, vae = built
+    config = tmp_path / "latent.yaml"
+    model = {"autoencoder": save_vae(vae, tmp_path / "vae.ckpt"),
+             "text": {"kind": "random", "dim": 16, "max_length": 8}}  # fmt: skip
+    data = {"kind": "latents", "num_frames": 3, "size": 8}
+    config.write_text(json.dumps({"model": model, "data": data}))  # JSON is YAML
+    out = tmp_path / "cache"
+    argv = ["--train-config", str(config), "--shards", shards, "--output", str(out),
+            "--views", "1", "--limit", "1", "--device", "cpu"]  # fmt: skip
+    assert cache_main(argv) == 0
+    header = read_header(out)
+    assert header["text_encoder"]["id"] == "random:d16:s0:v4096:L8"
+    assert header["sample"]["num_frames"] == 3 and header["sample"]["size"] == [8, 8]
+    assert header["autoencoder"]["spec"] == model["autoencoder"]
