@@ -54,7 +54,7 @@ def per_stage(src: Path) -> list[tuple[str, float, str]]:
     from pipeline.technical import TechnicalStage
     from pipeline.text_overlay import TextStage
 
-    cfg = build_config({"ray": {"address": "none"}})
+    cfg = build_config({"ray": {"address": "none"}, "clip": {"enabled": True}})
     work = Path(tempfile.mkdtemp(prefix="bench_filters_"))
     row = {"video": json.dumps(probe_video({"path": str(src)}))}
     row, t_split = _timed(SplitStage(cfg.split, str(work)), row)
@@ -111,7 +111,7 @@ def main() -> None:
     for name, value, note in stage_rows:
         print(f"| {name} | {value:.1f} | {note} |", flush=True)
     out = DATA / "out_filters"
-    variants = {"off": OFF, "cpu": CPU_ON, "all": []}
+    variants = {"off": OFF, "cpu": CPU_ON, "all": ["--clip.enabled", "true"]}
     modes = {"--ray.address none": ["--ray.address", "none"]}
     if not args.skip_ray:
         modes["local Ray"] = []

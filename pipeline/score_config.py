@@ -109,7 +109,9 @@ TINY_CLIP = "clipmill-tiny"
 
 @dataclass(frozen=True)
 class ClipConfig:
-    enabled: bool = True
+    enabled: bool | None = None
+    """null (auto): on when `pretrained` names weights. Random weights score nothing real and
+    cost a model load per worker, so a run without weights skips CLIP unless told `true`."""
     model: str = TINY_CLIP
     """open_clip model name (ViT-B-32, …); clipmill-tiny is a random-weight test model."""
     pretrained: str | None = None
@@ -133,6 +135,8 @@ class ClipConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.enabled is None:  # frozen: resolve auto once, so every reader sees a bool
+            object.__setattr__(self, "enabled", self.pretrained is not None)
         _check(1 <= self.frames <= 32, "clip.frames", f"must be in [1, 32], got {self.frames}")
         _check(self.batch_size >= 1, "clip.batch_size", "must be >= 1")
         _check(self.threads >= 1, "clip.threads", "must be >= 1")

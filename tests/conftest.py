@@ -71,12 +71,17 @@ def junk_raw(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 @pytest.fixture(scope="session")
 def junk_curated(junk_raw, tmp_path_factory) -> tuple[Path, dict, list[dict]]:
-    """`junk_raw` curated in-process with every filter at its default: (out, summary, truth)."""
+    """`junk_raw` curated in-process with every filter at its default, plus CLIP with the
+    tiny random model (auto would skip it without weights): (out, summary, truth)."""
     from pipeline.config import build_config
     from pipeline.driver import curate
 
     out = tmp_path_factory.mktemp("junk_out")
-    summary = curate([str(junk_raw[0])], out, build_config({"ray": {"address": "none"}}))
+    summary = curate(
+        [str(junk_raw[0])],
+        out,
+        build_config({"ray": {"address": "none"}, "clip": {"enabled": True}}),
+    )
     return out, summary, junk_raw[1]
 
 

@@ -190,4 +190,6 @@ def check_caption_against_clip(caption: CaptionConfig, clip: Any) -> None:
         ("caption.primary", caption.primary == "score"),
     ):
         if on:
-            raise ConfigError(f"--{flag} needs CLIP: set --clip.enabled true")
+            raise ConfigError(
+                f"--{flag} needs CLIP: set --clip.pretrained (weights) or --clip.enabled true"
+            )

@@ -18,9 +18,9 @@ from pipeline.synth_world import ShotRenderer, ShotSpec
 
 
 def _cfg(**clip) -> CurateConfig:
-    return dataclasses.replace(
-        CurateConfig(), clip=dataclasses.replace(CurateConfig().clip, **clip)
-    )
+    """CLIP on (the tiny random model unless `pretrained` is given), plus `clip` fields."""
+    base = dataclasses.replace(CurateConfig().clip, enabled=True)
+    return dataclasses.replace(CurateConfig(), clip=dataclasses.replace(base, **clip))
 
 
 def _frames() -> list[np.ndarray]:

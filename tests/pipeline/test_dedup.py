@@ -107,7 +107,9 @@ def test_semantic_duplicates_from_embeddings():
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     clips = [_clip(i, "abcd"[i], 3.0 + i, []) for i in range(4)]
     embeddings = {c["clip_id"]: e for c, e in zip(clips, emb, strict=True)}
-    cfg = build_config({"dedup": {"semantic": "on", "perceptual": False}})
+    cfg = build_config(
+        {"dedup": {"semantic": "on", "perceptual": False}, "clip": {"enabled": True}}
+    )
     assert find_duplicates(clips, cfg, embeddings) == {clips[0]["clip_id"]: clips[3]["clip_id"]}
     off = dataclasses.replace(cfg, dedup=dataclasses.replace(cfg.dedup, semantic="auto"))
     assert find_duplicates(clips, off, embeddings) == {}  # random CLIP weights: not trusted

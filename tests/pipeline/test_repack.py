@@ -72,7 +72,7 @@ def test_pack_refuses_settings_that_change_clips_or_scores(copy, capsys):
 
 def test_curate_again_with_new_clip_settings_rescores_only(copy, junk_raw):
     old = {c["clip_id"]: c for c in pq.read_table(copy / "clips.parquet").to_pylist()}
-    cfg = build_config({"ray": {"address": "none"}, "clip": {"frames": 2}})
+    cfg = build_config({"ray": {"address": "none"}, "clip": {"enabled": True, "frames": 2}})
     curate([str(junk_raw[0])], copy, cfg)
     run = json.loads((copy / "work" / "last_run.json").read_text())
     assert run["processed"] == 0 and run["rescored"] == 3

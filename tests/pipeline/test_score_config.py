@@ -52,3 +52,16 @@ def test_thresholds_leave_fingerprints_alone_and_scoring_settings_do_not():
 def test_summary_config_round_trips():
     cfg = build_config({"weights": {"quality_from": ["aesthetic", "clip_score"]}})
     assert build_config(cfg.to_dict()) == cfg
+
+
+def test_clip_runs_only_with_weights_unless_told(tmp_path):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"")  # only its existence is checked at config time
+    assert build_config({}).clip.enabled is False
+    assert build_config({"clip": {"pretrained": str(weights)}}).clip.enabled is True
+    assert build_config({"clip": {"enabled": True}}).clip.enabled is True
+    assert (
+        build_config({"clip": {"pretrained": str(weights), "enabled": False}}).clip.enabled is False
+    )
+    with pytest.raises(ConfigError, match="--caption.sources needs CLIP"):
+        build_config({"caption": {"sources": ["clip_zeroshot"]}})

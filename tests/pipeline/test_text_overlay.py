@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.config import CurateConfig
+from pipeline.config import CurateConfig, build_config
 from pipeline.frames import frame_counts
 from pipeline.synth_junk import add_ad, add_sign
 from pipeline.synth_world import ShotRenderer, ShotSpec
@@ -30,8 +30,10 @@ def test_ocr_reads_an_ad_and_measures_a_sign_small():
 
 
 def test_frames_are_asked_for_by_every_consumer():
-    cfg = CurateConfig()
-    assert frame_counts(cfg) == (1, cfg.filters.text.frames, cfg.clip.frames)
+    cfg = CurateConfig()  # CLIP is off without weights (auto)
+    assert frame_counts(cfg) == (1, cfg.filters.text.frames)
+    cfg = build_config({"clip": {"enabled": True, "frames": 3}})
+    assert frame_counts(cfg) == (1, cfg.filters.text.frames, 3)
 
 
 def test_ad_fails_and_sign_passes_in_a_curated_run(junk_curated, truth_kind):

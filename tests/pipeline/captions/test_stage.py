@@ -144,7 +144,9 @@ def test_with_random_clip_weights_only_the_primary_gets_a_clip_score(staged_vide
     their own scores, which random cosines would only blur."""
     from pipeline.score_config import ClipConfig
 
-    video = caption_video(copy.deepcopy(staged_video), CaptionConfig(), ClipConfig(device="cpu"))
+    video = caption_video(
+        copy.deepcopy(staged_video), CaptionConfig(), ClipConfig(enabled=True, device="cpu")
+    )
     for clip in kept(video):
         assert clip["captions"][0]["source"] == "sidecar_timed"
         assert clip["captions"][0]["score"] == pytest.approx(1.0, abs=0.01)  # cue coverage
