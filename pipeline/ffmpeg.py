@@ -8,7 +8,9 @@ plain `pip install` is enough to run clipmill.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import sys
 from functools import cache
 
 
@@ -26,9 +28,29 @@ def ffmpeg_exe() -> str:
 def run_ffmpeg(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run ffmpeg with an argument list (never a shell string); raise with its last stderr line."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd, capture_output=True, timeout=timeout, check=False, preexec_fn=_die_with_parent()
+    )
     if proc.returncode != 0:
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
         last = lines[-1] if lines else f"exit code {proc.returncode}"
         raise RuntimeError(f"ffmpeg failed: {last}")
     return proc
+
+
+def _die_with_parent():  # noqa: ANN202 - a preexec_fn or None
+    """On Linux, a child ffmpeg gets SIGKILL when the worker that ran it dies.
+
+    A Ray worker killed mid-transcode would otherwise leave its ffmpeg writing clip files
+    into the staging folder that the retried video is being rebuilt in.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+    return arm
