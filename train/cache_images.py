@@ -22,10 +22,10 @@ import numpy as np
 
 from train.augment import caption_choices, resize_for_crop
 from train.cache import CacheBuilder, _corner, _key_seed
+from train.image_data import IMAGE_SUFFIXES, image_captions
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 BEST_OF = 8  # frames of a low-motion clip compared for sharpness
 
 
@@ -69,18 +69,6 @@ def _add_still(
     builder.write("image", key, source, videos, views, captions, micro)
 
 
-def _image_captions(path: Path) -> list[str]:
-    """A sidecar `name.txt` (one caption a line), else the file name's words."""
-    sidecar = path.with_suffix(".txt")
-    if sidecar.is_file():
-        lines = sidecar.read_text(encoding="utf-8", errors="replace").splitlines()
-        captions = [line.strip() for line in lines if line.strip()]
-        if captions:
-            return captions
-    words = " ".join(path.stem.replace("_", " ").replace("-", " ").split())
-    return [words] if words else []
-
-
 def add_images(builder: CacheBuilder, folder: str) -> None:
     """Every image under `folder` (recursively); unreadable ones are counted as corrupt."""
     from PIL import Image
@@ -97,7 +85,7 @@ def add_images(builder: CacheBuilder, folder: str) -> None:
             continue
         key = "img-" + hashlib.sha256(str(path.relative_to(root)).encode()).hexdigest()[:16]
         micro = {"fps": None, "motion_score": None, "clip_score": None, "sample_weight": None}
-        _add_still(builder, key, str(path), image, _image_captions(path), micro)
+        _add_still(builder, key, str(path), image, image_captions(path), micro)
 
 
 def _corrupt(builder: CacheBuilder, reason: str, where: str, err: Exception) -> None:

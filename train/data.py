@@ -367,7 +367,9 @@ class VideoLoader:
 _MINIMUM = {"batch_size": 1, "num_workers": 0, "epoch_size": 1, "shuffle_buffer": 0}
 
 
-def _check_kind(kind: str, shards: Any, cache: str | None, image_ratio: float, mode: str) -> None:
+def _check_kind(
+    kind: str, shards: Any, cache: str | None, image_ratio: float, mode: str, images: str | None
+) -> None:
     if kind not in ("mp4", "latents"):
         raise ValueError(f"--data.kind must be 'mp4' or 'latents', got {kind!r}")
     if kind == "mp4" and not shards:
@@ -376,8 +378,10 @@ def _check_kind(kind: str, shards: Any, cache: str | None, image_ratio: float, m
         raise ValueError("--data.cache is required with --data.kind latents")
     if not 0 <= image_ratio < 1:
         raise ValueError(f"--data.image_ratio must be in [0, 1), got {image_ratio}")
-    if image_ratio > 0 and (kind != "latents" or mode != "resampled"):
-        raise ValueError("--data.image_ratio needs --data.kind latents and --data.mode resampled")
+    if image_ratio > 0 and mode != "resampled":
+        raise ValueError("--data.image_ratio needs --data.mode resampled")
+    if image_ratio > 0 and kind == "mp4" and not images:
+        raise ValueError("--data.image_ratio with --data.kind mp4 needs --data.images (a folder)")
 
 
 def check_options(mode: str = "resampled", **counts: int) -> None:
@@ -462,8 +466,11 @@ class VideoDataModule(L.LightningDataModule):
             num_frames, size, fps and flips are then the cache's, fixed when it was made.
         cache: the latent cache folder (kind latents).
         val_cache: a latent cache of validation clips (kind latents).
-        image_ratio: fraction of samples that are still images from the cache's
-            images/ (kind latents, resampled mode); batches hold one shape each.
+        image_ratio: fraction of samples that are still images, 1-frame samples
+            (resampled mode): from the cache's images/ (kind latents) or from
+            `images` (kind mp4). Batches are bucketed: each holds one shape.
+        images: a folder of still images for kind mp4 (caption: a `name.txt`
+            beside the image, else its file name).
     """
 
     def __init__(
@@ -488,13 +495,14 @@ class VideoDataModule(L.LightningDataModule):
         cache: str | None = None,
         val_cache: str | None = None,
         image_ratio: float = 0.0,
+        images: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # also what the code below reads, as self.hparams
         hp = self.hparams
         # Checked now, so that a bad value fails at start and not at the first batch.
         check_options(mode, **{k: hp[k] for k in _MINIMUM})
-        _check_kind(kind, shards, cache, image_ratio, mode)
+        _check_kind(kind, shards, cache, image_ratio, mode, images)
         self.latent_header: dict | None = None  # the cache's header once set up (kind latents)
         self.sample_cfg = SampleConfig(**{f.name: hp[f.name] for f in fields(SampleConfig)})
         self._train: VideoLoader | None = None
@@ -515,9 +523,14 @@ class VideoDataModule(L.LightningDataModule):
                 hp.shards, self.sample_cfg, mode=hp.mode, shuffle_buffer=hp.shuffle_buffer, **common
             )
             epoch_fn = self._trainer_epoch if trainer is not None else None
-            self._train = VideoLoader(
-                dataset, hp.batch_size, hp.num_workers, hp.epoch_size, epoch_fn
-            )
+            if hp.image_ratio > 0:  # joint image-video: stills mixed in, batches by shape
+                from train.image_data import mixed_loader
+
+                self._train = mixed_loader(dataset, hp, epoch_fn)
+            else:
+                self._train = VideoLoader(
+                    dataset, hp.batch_size, hp.num_workers, hp.epoch_size, epoch_fn
+                )
         if self._val is None and hp.val_shards is not None and stage in (None, "fit", "validate"):
             dataset = make_dataset(
                 hp.val_shards,

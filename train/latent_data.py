@@ -35,7 +35,8 @@ import torch
 
 from train.augment import CorruptSample
 from train.cache import _key_seed, check_header, read_header
-from train.data import ShardVideoDataset, VideoLoader, _seed, count_samples
+from train.data import ShardVideoDataset, _seed, count_samples
+from train.image_data import BucketLoader, mix_stills
 
 
 @dataclass(frozen=True)
@@ -162,48 +163,14 @@ class LatentDataset(ShardVideoDataset):
         if self.images is None or self.image_ratio <= 0:
             yield from videos
             return
-        # Before each clip, a geometric number of stills: a fraction image_ratio of all samples.
         stills = self.images.iter_records(worker, num_workers)
         rng = random.Random(_seed(self.seed, self.rank, worker, self.epoch, 3))
-        for record in videos:
-            while not record.get("_end") and rng.random() < self.image_ratio:
-                yield next(stills)
-            yield record
+        yield from mix_stills(videos, stills, self.image_ratio, rng)
 
 
 @dataclass(eq=False)
-class LatentLoader(VideoLoader):
-    """Batches of one latent shape each: samples wait in a bucket per shape until it is full.
-
-    Resampled mode yields exactly len(self) full batches (leftovers are dropped:
-    the stream is infinite); epoch mode yields every sample, the last batch of
-    each bucket possibly short.
-    """
-
-    def samples_per_epoch(self) -> int:
-        if self.source.mode == "epoch":
-            return super().samples_per_epoch()
-        return 1 << 62  # bucketing may hold samples back: the batch count decides instead
-
-    def __len__(self) -> int:
-        if self.source.mode == "epoch":
-            return super().__len__()
-        per_rank = math.ceil(self.epoch_size / (self.source.world_size * self.batch_size))
-        return max(1, per_rank)
-
-    def _batches(self, samples: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        buckets: dict[tuple, list] = {}
-        wanted, made = len(self), 0
-        for sample in samples:
-            bucket = buckets.setdefault(sample["video"].shape, [])
-            bucket.append(sample)
-            if len(bucket) == self.batch_size:
-                yield buckets.pop(sample["video"].shape)
-                made += 1
-                if self.source.mode != "epoch" and made >= wanted:
-                    return
-        if self.source.mode == "epoch":
-            yield from (b for b in buckets.values() if b)
+class LatentLoader(BucketLoader):
+    """Latent batches, one latent shape each (see `train.image_data.BucketLoader`)."""
 
     @staticmethod
     def _collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -91,10 +91,13 @@ def cache(tmp_path_factory) -> dict[str, str]:
         Image.fromarray(clip(1)[3 * i]).save(images / f"red_square_{i}.png")
     vae = tiny_vae()
     builder = CacheBuilder(root / "cache", vae, build_text_encoder(TEXT), CFG, "tiny")
-    add_shards(builder, write_shards(root / "shards", 4))
+    shards = write_shards(root / "shards", 4)
+    add_shards(builder, shards)
     add_images(builder, str(images))
     builder.finish()
     return {
+        "shards": shards,
+        "images": str(images),
         "cache": str(root / "cache"),
         "vae": save_vae(vae, root / "vae.ckpt"),
         "other_vae": save_vae(tiny_vae(seed=1), root / "other.ckpt"),
@@ -235,3 +238,18 @@ def test_fit_from_the_cache_and_sample_pixels_from_the_cli(cache, tmp_path):
     assert grid.shape == (SIZE, SIZE * CFG.num_frames, 3)  # decoded pixels, not latents
     with pytest.raises(ValueError, match="not the VAE"):
         sample_main([*argv, "--ckpt-vae", cache["other_vae"]])
+
+
+def test_mp4_clips_mix_with_stills_from_an_image_folder(cache):
+    dm = VideoDataModule(cache["shards"], images=cache["images"], image_ratio=0.5, num_frames=5,
+                         size=SIZE, batch_size=2, num_workers=0, epoch_size=24)  # fmt: skip
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    frames = [b["video"].shape[2] for b in batches]
+    assert len(batches) == 12 and set(frames) == {1, 5}
+    for batch in batches:
+        if batch["video"].shape[2] == 1:
+            assert all(k.startswith("img-red_square") for k in batch["key"])
+            assert all(c.startswith("red square") for c in batch["caption"])
+    with pytest.raises(ValueError, match="--data.images"):
+        VideoDataModule(cache["shards"], image_ratio=0.5)
