@@ -61,6 +61,9 @@ PRESETS: dict[str, Preset] = {
     "bench": Preset(60, 320, 180, (3, 7), 5000, 16, 30),
 }  # fmt: skip
 SHORT_SIDE = 90  # curated/naive clips; the trainer resizes to 32 px
+# Extra prompts of seen combinations in unseen words ("a crimson disc drifting leftward"):
+# does the pretrained text encoder carry the meaning over? Scored as the `paraphrase` group.
+PARAPHRASES = 20
 
 
 def _train_overrides(run: Path, preset: Preset) -> Path:
@@ -139,7 +142,8 @@ def run_demo(out: Path, preset_name: str, ablate: str | None = None, seed: int =
     cfg = build_config({"ray": {"address": "none"}, "transcode": {"short_side": SHORT_SIDE}})
     summary = curate([str(raw)], out / "curated", cfg, progress=lambda _: None)
     clock["curate"] = time.perf_counter() - began - clock["synth"]
-    (out / "eval_prompts.txt").write_text("\n".join(eval_prompts()) + "\n", encoding="utf-8")
+    prompts = eval_prompts(PARAPHRASES, load_holdout(HOLDOUT))
+    (out / "eval_prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
     rows = {"curated": train_and_sample("curated", str(out / "curated/shards/*.tar"), out, preset)}
     naive_counts = None
     if ablate == "naive":

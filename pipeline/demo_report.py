@@ -93,7 +93,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "32x32, 8 frames, "
         "and one video per (colour, shape, direction) prompt (60) was sampled and read back by the "
         "checker (`clipmill evaluate`). Chance is 20% colour, 33% shape, 25% direction, 1.7% all "
-        "three. `heldout` rows are combinations the model never saw, only their words.",
+        "three. `heldout` rows are combinations the model never saw, only their words; "
+        "`paraphrase` rows are seen combinations prompted in words no training caption uses "
+        '("a crimson disc drifting leftward"), a test of the pretrained text encoder.',
         "",
         markdown_table(rows),
         "The `ground truth (checker)` row scores synth's own clips at the training size: it is "

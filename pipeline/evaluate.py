@@ -42,9 +42,26 @@ ATTRIBUTES = ("colour", "shape", "direction")
 PROMPT = "a {colour} {shape} moving {direction}"
 
 
+# Words no training caption uses, for prompts that test the text encoder's generalisation
+# ("a crimson disc drifting leftward"); the checker maps them back to the vocabulary.
+SYNONYMS: dict[str, str] = {
+    "crimson": "red", "scarlet": "red", "emerald": "green", "lime": "green", "azure": "blue",
+    "cobalt": "blue", "golden": "yellow", "lemon": "yellow", "ivory": "white", "snowy": "white",
+    "disc": "circle", "disk": "circle", "box": "square", "block": "square",
+    "wedge": "triangle", "pyramid": "triangle", "leftward": "left", "leftwards": "left",
+    "rightward": "right", "rightwards": "right", "upward": "up", "upwards": "up",
+    "downward": "down", "downwards": "down",
+}  # fmt: skip
+PARAPHRASE = "a {colour} {shape} drifting {direction}"
+
+
+def is_paraphrase(text: str) -> bool:
+    return any(w in SYNONYMS for w in re.findall(r"[a-z]+", text.lower()))
+
+
 def parse_prompt(text: str) -> Combo | None:
     """The (colour, shape, direction) a prompt names, or None if it misses one."""
-    words = re.findall(r"[a-z]+", text.lower())
+    words = [SYNONYMS.get(w, w) for w in re.findall(r"[a-z]+", text.lower())]
     found = [
         next((w for w in words if w in vocab), None) for vocab in (COLOURS, SHAPES, DIRECTIONS)
     ]
@@ -81,7 +98,8 @@ def score_video(path: Path, prompt: str, holdout: set[Combo]) -> dict[str, Any] 
     combo = parse_prompt(prompt)
     if combo is None:
         return None
-    row: dict[str, Any] = {"file": path.name, "prompt": prompt, "heldout": combo in holdout}
+    row: dict[str, Any] = {"file": path.name, "prompt": prompt, "heldout": combo in holdout,
+                           "paraphrase": is_paraphrase(prompt)}  # fmt: skip
     row["want"] = dict(zip(ATTRIBUTES, combo, strict=True))
     try:
         got = check_video(read_frames(path))
@@ -120,10 +138,12 @@ def evaluate(samples: Path, holdout: tuple[Combo, ...] = ()) -> dict[str, Any]:
                   file=sys.stderr)  # fmt: skip
             continue
         rows.append(row)
+    plain = [r for r in rows if not r["paraphrase"]]
     groups = {
-        "all": summarize(rows),
-        "seen": summarize([r for r in rows if not r["heldout"]]),
-        "heldout": summarize([r for r in rows if r["heldout"]]),
+        "all": summarize(plain),
+        "seen": summarize([r for r in plain if not r["heldout"]]),
+        "heldout": summarize([r for r in plain if r["heldout"]]),
+        "paraphrase": summarize([r for r in rows if r["paraphrase"] and not r["heldout"]]),
     }
     return {"samples": str(samples), "holdout": [list(c) for c in holdout], "groups": groups,
             "videos": rows}  # fmt: skip
@@ -134,8 +154,8 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
     cols = ["run", "combos", "n", *ATTRIBUTES, "all three", "persistence", "track residual"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, report in reports.items():
-        for group in ("seen", "heldout", "all"):
-            g = report["groups"][group]
+        for group in ("seen", "heldout", "all", "paraphrase"):
+            g = report["groups"].get(group, {"n": 0})
             if not g["n"]:
                 continue
             res = "-" if g["track_residual"] is None else f"{100 * g['track_residual']:.1f}%"
@@ -167,9 +187,20 @@ def render_truth_clips(
     return output
 
 
-def eval_prompts() -> list[str]:
-    """One prompt per combination, in vocabulary order: what the demo samples."""
-    return [PROMPT.format(colour=c, shape=s, direction=d) for c, s, d in all_combos()]
+def eval_prompts(paraphrases: int = 0, holdout: tuple[Combo, ...] = ()) -> list[str]:
+    """One prompt per combination, in vocabulary order: what the demo samples; then
+    `paraphrases` prompts of seen combinations in words no training caption uses."""
+    prompts = [PROMPT.format(colour=c, shape=s, direction=d) for c, s, d in all_combos()]
+    seen = [c for c in all_combos() if c not in set(holdout)]
+    words: dict[str, list[str]] = {}
+    for word, canonical in SYNONYMS.items():
+        words.setdefault(canonical, []).append(word)
+    rng = np.random.default_rng(0)
+    for i in rng.permutation(len(seen))[:paraphrases]:
+        c, s, d = (words[w][int(rng.integers(len(words[w])))] for w in seen[i])
+        prompt = PARAPHRASE.format(colour=c, shape=s, direction=d)
+        prompts.append(prompt.replace("a ", "an ", 1) if c[0] in "aeiou" else prompt)
+    return prompts
 
 
 def write_report(report: dict[str, Any], path: Path, name: str = "samples") -> None:

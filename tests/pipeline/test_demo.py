@@ -30,9 +30,10 @@ def test_smoke_demo_writes_a_scored_report(tmp_path: Path, capsys) -> None:
     for name, row in report["rows"].items():
         assert row["groups"]["all"]["n"] == 60 and row["groups"]["heldout"]["n"] == 12, name
     assert report["rows"]["ground truth (checker)"]["groups"]["all"]["all_three"] >= 0.99
+    assert report["rows"]["curated"]["groups"]["paraphrase"]["n"] == 20
     for name in ("curated",):
         index = json.loads((out / f"samples_{name}" / "samples.json").read_text())
-        assert len(index) == 60 and all(
+        assert len(index) == 80 and all(
             (out / f"samples_{name}" / i["file"]).exists() for i in index
         )
         assert Image.open(out / f"samples_{name}" / "grid.png").size[0] > 32

@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main as clipmill
-from pipeline.evaluate import evaluate, load_samples, parse_prompt, render_truth_clips
+from pipeline.evaluate import (
+    eval_prompts,
+    evaluate,
+    is_paraphrase,
+    load_samples,
+    parse_prompt,
+    render_truth_clips,
+)
 from pipeline.shape_checker import check_video
 from pipeline.synth import encode_frames
-from pipeline.synth_world import ShotRenderer, ShotSpec, all_combos, load_holdout
+from pipeline.synth_world import CAPTION_TEMPLATES, ShotRenderer, ShotSpec, all_combos, load_holdout
 
 HOLDOUT = Path(__file__).parents[2] / "configs" / "world" / "holdout.yaml"
 
@@ -64,8 +71,17 @@ def test_blank_and_static_videos_have_no_object_or_no_direction(tmp_path: Path) 
 def test_prompts_parse_to_combinations_and_paraphrases_too() -> None:
     assert parse_prompt("a red circle moving left") == ("red", "circle", "left")
     assert parse_prompt("a triangle in white sliding up") == ("white", "triangle", "up")
-    assert parse_prompt("a crimson disc drifting leftward") is None
+    assert parse_prompt("a crimson disc drifting leftward") == ("red", "circle", "left")
+    assert parse_prompt("a red blob wandering about") is None
     assert len({parse_prompt(f"a {c} {s} moving {d}") for c, s, d in all_combos()}) == 60
+    held = load_holdout(HOLDOUT)
+    prompts = eval_prompts(20, held)
+    assert prompts[:60] == [f"a {c} {s} moving {d}" for c, s, d in all_combos()]
+    extra = prompts[60:]
+    assert len(set(extra)) == 20 and all(is_paraphrase(p) for p in extra)
+    assert not {parse_prompt(p) for p in extra} & set(held)
+    # No paraphrase word is in any training caption template.
+    assert not any(is_paraphrase(t) for t in CAPTION_TEMPLATES)
 
 
 def test_cli_reads_prompts_txt_and_survives_a_broken_video(tmp_path: Path, capsys) -> None:
