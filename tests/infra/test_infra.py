@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -92,3 +93,33 @@ def test_slurm_scripts_are_valid_bash_with_sbatch_headers(name):
     assert "#SBATCH --nodes=" in text and "set -euo pipefail" in text
     want = "srun clipmill train fit" if name == "train.sbatch" else "clipmill curate"
     assert want in text
+
+
+def _wanted_custom(node: object) -> set[str]:
+    """Custom Ray resources a curate config's `resources.custom` fields ask for."""
+    if not isinstance(node, dict):
+        return set()
+    found = set((node.get("custom") or {}).keys())
+    for value in node.values():
+        found |= _wanted_custom(value)
+    return found
+
+
+def test_custom_resources_of_the_cluster_config_are_offered_by_the_clusters():
+    """A stage asking for a resource no node offers would wait for ever: keep them in step."""
+    from pipeline.config import build_config
+
+    cfg = yaml.safe_load((ROOT / "configs" / "curate" / "cluster.yaml").read_text())
+    build_config(cfg)
+    wanted = _wanted_custom(cfg)
+    assert wanted  # the example shows custom placement
+    kuberay = yaml.safe_load((INFRA / "kuberay" / "raycluster.yaml").read_text())["spec"]
+    job = yaml.safe_load((INFRA / "kuberay" / "rayjob-curate.yaml").read_text())
+    for spec in (kuberay, job["spec"]["rayClusterSpec"]):
+        cpu = next(g for g in spec["workerGroupSpecs"] if g["groupName"] == "cpu")
+        # KubeRay's format: a JSON object inside a JSON string.
+        offered = json.loads(json.loads(cpu["rayStartParams"]["resources"]))
+        assert wanted <= set(offered)
+    launcher = yaml.safe_load((INFRA / "ray" / "cluster.yaml").read_text())
+    flags = re.findall(r"--resources='([^']+)'", " ".join(launcher["worker_start_ray_commands"]))
+    assert flags and wanted <= set(json.loads(flags[0]))
