@@ -171,13 +171,16 @@ class Decoder(nn.Module):
         self.grad_checkpointing = False
         self.conv_in = CausalConv3d(in_channels, widths[-1])
         layers: list[nn.Module] = [ResBlock(widths[-1], widths[-1])]
+        c = widths[-1]
         for i in reversed(range(len(widths))):
-            c = widths[min(i + 1, len(widths) - 1)]
             for _ in range(blocks):
                 layers.append(ResBlock(c, widths[i]))
                 c = widths[i]
             if i > 0:
-                layers.append(Upsample(widths[i], widths[i], time_steps[i - 1], space_steps[i - 1]))
+                # Narrowed to the next level's width: this conv runs at the finer
+                # grid, where a wide one would cost the most (SD's keeps it wide).
+                c = widths[i - 1]
+                layers.append(Upsample(widths[i], c, time_steps[i - 1], space_steps[i - 1]))
         self.layers = nn.ModuleList(layers)
         self.norm_out = _norm(widths[0])
         self.conv_out = CausalConv3d(widths[0], out_channels)

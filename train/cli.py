@@ -2,7 +2,9 @@
 
 Training is LightningCLI over `VideoDiffusion` and the shards' `VideoDataModule`,
 so every constructor argument is a `--model.*` / `--data.*` / `--trainer.*` flag
-and a YAML key. Two defaults are filled in here rather than in YAML because they
+and a YAML key. A YAML whose `model:` names a `class_path` trains that
+LightningModule instead (configs/train/vae_tiny.yaml: the video autoencoder).
+Two defaults are filled in here rather than in YAML because they
 depend on the machine or on other flags: the precision (bf16-mixed on a GPU that
 supports it, fp32 elsewhere) and the checkpoint folder (`<default_root_dir>/checkpoints`,
 one fixed place, so `--ckpt_path last` finds the previous run's `last.ckpt`).
@@ -49,13 +51,40 @@ def _make_cli_class() -> type:
     return TrainCLI
 
 
+def names_model_class(argv: list[str]) -> bool:
+    """True when the YAML's `model:` has a `class_path` or `--model` names a class.
+
+    Then the model is chosen by class (`model: class_path: train.vae_module.
+    VideoAutoencoderModule`); otherwise it is VideoDiffusion and `model:` holds its
+    arguments, as before.
+    """
+    import yaml
+
+    for i, arg in enumerate(argv):
+        if arg == "--model" or arg.startswith("--model="):
+            return True
+        if (arg == "--config" and i + 1 < len(argv)) or arg.startswith("--config="):
+            path = argv[i + 1] if arg == "--config" else arg.partition("=")[2]
+            try:
+                cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                continue  # the parser reports it, naming --config
+            model = cfg.get("model") if isinstance(cfg, dict) else None
+            if isinstance(model, dict) and "class_path" in model:
+                return True
+    return False
+
+
 def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
     """`clipmill train fit|validate --config ... [--flag value ...]`; returns the exit code.
 
     `datamodule_class` replaces the shards' VideoDataModule (tests use a synthetic one).
     """
+    import lightning as L
+
     from train.module import VideoDiffusion
 
+    by_class = names_model_class(list(argv))
     if datamodule_class is None:
         from train.data import VideoDataModule  # imported late: curation never pays for it
 
@@ -66,8 +95,9 @@ def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
             # whenever args and sys.argv are both set.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             _make_cli_class()(
-                VideoDiffusion,
+                L.LightningModule if by_class else VideoDiffusion,
                 datamodule_class,
+                subclass_mode_model=by_class,
                 args=list(argv),
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs={"prog": "clipmill train"},
