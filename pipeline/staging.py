@@ -139,6 +139,9 @@ class FinalizeStage:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         video = json.loads(row["video"])
         folder = Path(video.pop("stage_dir"))
+        done = self._already_done(folder, video["video_id"])
+        if done is not None:
+            return done
         for clip in video["clips"]:
             self._finish_clip(clip, folder)
         for name in SCRATCH_FILES:
@@ -154,6 +157,21 @@ class FinalizeStage:
             "status": video["status"],
             "n_clips": len(video["clips"]),
         }
+
+    def _already_done(self, folder: Path, video_id: str) -> dict[str, Any] | None:
+        """The result of an attempt that renamed the folder but died before returning.
+
+        Ray re-runs the video on a restarted worker; the finished folder is the answer.
+        """
+        if folder.exists():
+            return None
+        try:
+            record = json.loads((folder.with_name(video_id) / "record.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if record.get("fingerprint") != self.fp or record.get("score_fingerprint") != self.score_fp:
+            return None
+        return {"video_id": video_id, "status": record["status"], "n_clips": len(record["clips"])}
 
     def _finish_clip(self, clip: dict[str, Any], folder: Path) -> None:
         path = folder / f"{clip['clip_id']}.mp4"
