@@ -29,6 +29,10 @@ from pipeline.synth_world import COLOURS, DIRECTIONS
 
 MIN_CONTRAST = 40.0  # brightest point above the background median, of 255: else no object
 MAX_AREA = 0.25  # an "object" covering more of the frame than this is not one shape
+# Of the short side squared: the world's shapes cover 4% (triangles 2%); a few bright
+# pixels of noise are not an object (an untrained model's samples are all noise).
+MIN_AREA = 0.01
+MIN_FILL = 0.35  # of its bounding box: a triangle fills ~0.5, a circle ~0.8
 MIN_TRAVEL = 0.03  # of the frame's short side over the clip: less is "not moving"
 # Shape thresholds on the moment features (calibrated on synth clips, 32-256 px).
 TRIANGLE_SKEW = 0.48
@@ -59,9 +63,13 @@ def find_object(frame: np.ndarray) -> Detection | None:
     if peak - background < MIN_CONTRAST:
         return None
     mask = (value > (background + peak) / 2).astype(np.uint8)
-    _, labels = cv2.connectedComponents(mask, connectivity=8)
+    _, labels = cv2.connectedComponents(mask, connectivity=4)
     core = labels == labels[peak_y, peak_x]
-    if not core.any() or core.mean() > MAX_AREA:
+    if core.sum() < MIN_AREA * min(value.shape) ** 2 or core.mean() > MAX_AREA:
+        return None
+    ys, xs = np.nonzero(core)
+    box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+    if core.sum() < MIN_FILL * box:  # stringy: bright specks joined up, not a filled shape
         return None
     alpha = _soft_alpha(value, core)
     colour = _colour(rgb, core, value)

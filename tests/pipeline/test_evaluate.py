@@ -61,6 +61,9 @@ def test_a_wrong_prompt_is_scored_wrong_on_exactly_that_attribute(truth_clips: P
 def test_blank_and_static_videos_have_no_object_or_no_direction(tmp_path: Path) -> None:
     dark = np.full((8, 32, 32, 3), 40, np.uint8)
     assert check_video(dark)["persistence"] == 0.0 and check_video(dark)["direction"] == "none"
+    # An untrained model's samples: dark colour noise with a few bright pixels.
+    noise = np.random.default_rng(0).gamma(2.0, 25.0, (8, 32, 32, 3)).clip(0, 255).astype(np.uint8)
+    assert check_video(noise)["persistence"] <= 0.125
     spec = ShotSpec("yellow", "square", "up", "", 0.3, 11)
     still = ShotRenderer(spec, 64, 64, 8).frame(0)
     got = check_video(np.stack([still] * 8))
