@@ -18,6 +18,8 @@ import json
 import os
 import re
 import secrets
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,9 +116,26 @@ def _stage_workers(raylet, stage: str) -> list:
     return out
 
 
+def _slow_ffmpeg(root: Path) -> Path:
+    """A folder with an `ffmpeg` that waits, then runs the very binary the local run uses.
+
+    Transcoding a tiny test video takes tens of milliseconds: too short a window to be sure
+    of killing a worker mid-video. The wait widens it; the bytes written stay the same.
+    """
+    from pipeline.ffmpeg import ffmpeg_exe
+
+    folder = root / "bin"
+    folder.mkdir()
+    wrapper = folder / "ffmpeg"
+    wrapper.write_text(f'#!/bin/sh\nsleep 0.5\nexec {shlex.quote(ffmpeg_exe())} "$@"\n')
+    wrapper.chmod(0o755)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[dict]:
-    root = _short_dir(tmp_path_factory.mktemp("ray"))
+    base = tmp_path_factory.mktemp("ray")
+    root = _short_dir(base)
     head_dir, node2_dir = root / "h", root / "n"
     gcs, dash, client, agent1, agent2 = _free_ports(5)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -126,7 +145,7 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         RAY_AUTH_TOKEN=secrets.token_hex(32),
         RAY_USAGE_STATS_ENABLED="0",
         HF_HUB_OFFLINE="1",
-        PATH=f"{BIN}:{env.get('PATH', '')}",
+        PATH=f"{_slow_ffmpeg(root)}:{BIN}:{env.get('PATH', '')}",
     )
     common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     head = [BIN / "ray", "start", "--head", "--port", gcs, "--num-cpus", 2, *common]
@@ -144,17 +163,26 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         pytest.fail(f"ray start failed: {exc.stderr.decode()[-2000:]}")
     finally:
         _stop([head_dir, node2_dir])
+        if root != base:  # the short fallback lies outside pytest's tmp folder
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _kill_stage_worker(node2_dir: Path, head_dir: Path, job: subprocess.Popen) -> int:
     """SIGKILL the stage's actor on node2 while its ffmpeg runs; return the killed pid."""
+    import psutil
+
+    head, node2 = _raylet(head_dir), _raylet(node2_dir)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and job.poll() is None:
-        assert not _stage_workers(_raylet(head_dir), STAGE), f"{STAGE} ran on the head"
-        for worker in _stage_workers(_raylet(node2_dir), STAGE):
-            if any("ffmpeg" in c.name() for c in worker.children()):  # mid-video
-                worker.send_signal(signal.SIGKILL)
-                return worker.pid
+        assert not _stage_workers(head, STAGE), f"{STAGE} ran on the head"
+        for worker in _stage_workers(node2, STAGE):
+            try:
+                busy = any("ffmpeg" in " ".join(c.cmdline()[:2]) for c in worker.children())
+                if busy:  # mid-video
+                    worker.send_signal(signal.SIGKILL)
+                    return worker.pid
+            except psutil.Error:
+                continue
         time.sleep(0.05)
     log = job.stdout.read()[-3000:] if job.poll() is not None else ""
     raise AssertionError(f"no {STAGE} worker transcoding on node2 before the job ended\n{log}")
