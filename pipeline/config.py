@@ -23,14 +23,23 @@ __all__ = ["SECTIONS", "ConfigError", "CurateConfig", "StageResources", "build_c
 @dataclass(frozen=True)
 class RayConfig:
     address: str | None = None
-    """Ray cluster to join ('auto', 'ray://host:10001'); None starts a local Ray
-    sized to this machine; 'none' runs every stage in this process (no Ray)."""
+    """Ray cluster to join ('auto', 'host:6379'); None starts a local Ray sized to
+    this machine; 'none' runs every stage in this process (no Ray). Ray Client
+    ('ray://…') cannot run Ray Data here: submit with `ray job submit` instead."""
     num_cpus: int | None = None
     """CPUs of the local Ray instance (None: all of this machine's)."""
     fuse: bool = True
     """Run consecutive CPU-only stages in one actor pool (a GPU stage keeps its own)."""
 
     def __post_init__(self) -> None:
+        # Seen with Ray 2.60: Ray Data over Ray Client dies in its executor ('Worker' object
+        # has no attribute 'core_worker'); fail at start with the way that works.
+        _check(
+            not (self.address or "").startswith("ray://"),
+            "ray.address",
+            "ray:// (Ray Client) cannot run Ray Data pipelines: run `ray job submit --address "
+            "http://HEAD:8265 -- clipmill curate … --ray.address auto` instead",
+        )
         _check(
             self.num_cpus is None or self.num_cpus >= 1,
             "ray.num_cpus",

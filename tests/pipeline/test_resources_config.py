@@ -72,6 +72,7 @@ def test_placed_stages_keep_their_own_pool():
         ({"split": {"resources": {"custom": {"node2": 0}}}}, "--split.resources.custom"),
         ({"caption": {"vlm": {"resources": {"memory": -1}}}}, "--caption.vlm.resources.memory"),
         ({"probe": {"resources": {"max_task_retries": -2}}}, "--probe.resources.max_task_retries"),
+        ({"ray": {"address": "ray://head:10001"}}, "--ray.address"),  # Ray Client: use a job
     ],
 )
 def test_bad_placement_fails_at_start_naming_the_flag(values, flag):
