@@ -97,8 +97,10 @@ def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
         if len(run) == 1:
             out.append(run[0])
         elif run:
+            memory = [r.memory for _, _, r in run if r.memory]
             res = StageResources(
                 num_cpus=max(r.num_cpus for _, _, r in run),
+                memory=max(memory) if memory else None,  # one stage at a time per actor
                 max_task_retries=max(r.max_task_retries for _, _, r in run),
             )
             out.append((ChainStage, ([(c, a) for c, a, _ in run],), res))

@@ -53,6 +53,14 @@ def test_placed_stages_keep_their_own_pool():
     assert fused[1][2] is node2 and fused[3][2] is bounded
 
 
+def test_a_fused_pool_asks_for_the_most_any_member_needs():
+    small = StageResources(num_cpus=0.5, memory=1 << 28, max_task_retries=1)
+    big = StageResources(num_cpus=2, memory=1 << 30, max_task_retries=5)
+    (fused,) = fuse_cpu_stages([(dict, (), small), (dict, (), big)])
+    assert fused[0] is ChainStage
+    assert (fused[2].num_cpus, fused[2].memory, fused[2].max_task_retries) == (2, 1 << 30, 5)
+
+
 @pytest.mark.parametrize(
     ("values", "flag"),
     [
