@@ -164,6 +164,14 @@ class VideoDiffusion(L.LightningModule):
             vae.to(self.device)
         return vae
 
+    def vae_fingerprint(self) -> str | None:
+        """The frozen VAE's fingerprint, hashed once (it reads every weight)."""
+        if self.vae is None:
+            return None
+        if "_vae_fingerprint" not in self.__dict__:
+            self.__dict__["_vae_fingerprint"] = self.vae.fingerprint()
+        return self.__dict__["_vae_fingerprint"]
+
     def decode_latents(self, latents: Tensor) -> Tensor:
         """Denoiser latents → pixels in [-1, 1] (undoing the cache's scale and shift)."""
         vae = self.vae
@@ -270,7 +278,7 @@ class VideoDiffusion(L.LightningModule):
             raise ValueError("--data.kind latents needs --model.autoencoder (the cache's VAE)")
         check_header(
             header,
-            fingerprint=self.vae.fingerprint(),
+            fingerprint=self.vae_fingerprint(),
             text_encoder_id=self.encoder.encoder_id,
         )
         sample = header["sample"]
@@ -278,14 +286,14 @@ class VideoDiffusion(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.vae is not None:  # so that sampling can refuse another VAE's decoder
-            checkpoint["autoencoder_fingerprint"] = self.vae.fingerprint()
+            checkpoint["autoencoder_fingerprint"] = self.vae_fingerprint()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         trained = checkpoint.get("autoencoder_fingerprint")
-        if trained and self.vae is not None and self.vae.fingerprint() != trained:
+        if trained and self.vae is not None and self.vae_fingerprint() != trained:
             raise ValueError(
                 f"--model.autoencoder {self.hparams.autoencoder} (fingerprint "
-                f"{self.vae.fingerprint()}) is not the VAE this model was trained with ({trained})"
+                f"{self.vae_fingerprint()}) is not the VAE this model was trained with ({trained})"
             )
 
     def configure_model(self) -> None:
