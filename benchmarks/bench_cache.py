@@ -9,7 +9,7 @@ shape) in the latent space of the same autoencoder, on the same clips:
 - cache: `clipmill cache` ran once (timed apart), every step reads stored
   views and caption states (`--data.kind latents`) and samples z.
 
-    python benchmarks/bench_cache.py                  # 32 clips, 17x64x64, 4 views, MiniLM
+    python benchmarks/bench_cache.py                  # 32 clips, 9x32x32, 4 views, MiniLM
     python benchmarks/bench_cache.py --clips 64 --text random
 
 An epoch is every clip once (epoch mode), batch `--batch-size` (16, as latent_tiny), one DataLoader
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,6 +69,18 @@ def write_shards(out: Path, n: int, frames: int, height: int, width: int) -> int
             writer.write(key, {"mp4": mp4, "txt": caption, "json": json.dumps(record)})
             total += len(mp4)
     return total
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "train"
+LATENT_TINY = yaml.safe_load((CONFIGS / "latent_tiny.yaml").read_text())
+
+
+def vae_shape(name: str) -> dict:
+    if name == "default":
+        return {}
+    return yaml.safe_load((CONFIGS / "vae_tiny.yaml").read_text())["model"]["init_args"][
+        "autoencoder"
+    ]
 
 
 def save_vae(vae: VideoAutoencoder, path: Path) -> str:
@@ -118,8 +131,14 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=32)
     p.add_argument("--src-frames", type=int, default=48)
     p.add_argument("--src-size", default="96x128", help="HxW of the shard clips")
-    p.add_argument("--frames", type=int, default=17)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--frames", type=int, default=9, help="latent_tiny's data.num_frames")
+    p.add_argument("--size", type=int, default=32, help="latent_tiny's data.size")
+    p.add_argument(
+        "--vae",
+        choices=("vae_tiny", "default"),
+        default="vae_tiny",
+        help="vae_tiny.yaml's shape, or AutoencoderConfig() (4 ch, 4x8x8, 6.9M)",
+    )
     p.add_argument("--views", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--epochs", type=int, default=2)
@@ -133,7 +152,7 @@ def main() -> None:
         root = Path(tmp)
         mp4_bytes = write_shards(root / "shards", args.clips, args.src_frames, src_h, src_w)
         torch.manual_seed(0)
-        vae = VideoAutoencoder(AutoencoderConfig()).eval()  # vae_tiny's shape: 4ch, 4x8x8
+        vae = VideoAutoencoder(AutoencoderConfig(**vae_shape(args.vae))).eval()
         ckpt = save_vae(vae, root / "vae.ckpt")
         cfg = CacheConfig(views=args.views, num_frames=args.frames, size=(args.size, args.size))
         start = time.perf_counter()
@@ -142,8 +161,7 @@ def main() -> None:
         header = builder.finish()
         build_s = time.perf_counter() - start
 
-        dit = DiTConfig(in_channels=4, patch_t=1, patch_s=1, width=128, depth=6, heads=4,
-                        attention="full")  # fmt: skip
+        dit = DiTConfig(**{**LATENT_TINY["model"]["dit"], "in_channels": vae.latent_channels})
         model = VideoDiffusion(dit=dit, text=text, autoencoder=ckpt)
         common = dict(batch_size=args.batch_size, num_workers=1, mode="epoch", seed=0)
         mp4 = VideoDataModule(str(root / "shards" / "*.tar"), num_frames=args.frames,
