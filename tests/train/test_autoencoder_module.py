@@ -217,7 +217,8 @@ def test_cli_fits_the_autoencoder_from_shards(tmp_path):
     root = tmp_path / "run"
     common = ["--config", VAE_YAML, "--data.shards", shards, "--data.val_shards", shards]
     common += ["--trainer.default_root_dir", str(root), "--data.num_workers", "0"]
-    common += ["--data.size", "16", "--data.batch_size", "2", "--trainer.enable_progress_bar", "false"]
+    common += ["--data.size", "16", "--data.batch_size", "2"]
+    common += ["--trainer.enable_progress_bar", "false"]
     small = ["--model.autoencoder.base_width", "8", "--trainer.val_check_interval", "2"]
     argv = ["fit", *common, *small, "--data.num_frames", "5", "--trainer.max_steps", "2"]
     assert train_main(argv) == 0
