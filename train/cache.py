@@ -53,7 +53,11 @@ log = logging.getLogger(__name__)
 CLIP_DIR, IMAGE_DIR = "shards", "images"
 
 
-class StaleCache(ValueError):
+class CacheError(ValueError):
+    """A latent cache that cannot be used (missing, unfinished, stale); names the flag."""
+
+
+class StaleCache(CacheError):
     """The cache was made by another autoencoder or text encoder than the one configured."""
 
 
@@ -346,12 +350,12 @@ def read_header(folder: str | os.PathLike, flag: str = "--data.cache") -> dict[s
     """`cache.json` of a finished cache; FileNotFoundError/ValueError naming `flag` otherwise."""
     path = Path(folder) / HEADER_NAME
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CacheError(
             f"{flag}: no finished cache at {folder} (no {HEADER_NAME}); run `clipmill cache`"
         )
     header = json.loads(path.read_text())
     if header.get("format") != CACHE_FORMAT or header.get("version") != CACHE_VERSION:
-        raise ValueError(f"{flag}: {path} is not a version-{CACHE_VERSION} clipmill latent cache")
+        raise CacheError(f"{flag}: {path} is not a version-{CACHE_VERSION} clipmill latent cache")
     return header
 
 

@@ -82,6 +82,7 @@ def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
     """
     import lightning as L
 
+    from train.cache import CacheError
     from train.module import VideoDiffusion
 
     by_class = names_model_class(list(argv))
@@ -106,6 +107,9 @@ def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
             )
     except SystemExit as e:  # argparse exits on --help and on bad flags
         return int(e.code or 0) if not isinstance(e.code, str) else 2
+    except CacheError as e:  # a stale or missing latent cache: one line naming the flag
+        print(f"clipmill train: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

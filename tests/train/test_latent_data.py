@@ -219,7 +219,7 @@ def test_bad_latent_options_fail_at_start_naming_the_flag(cache):
         VideoDiffusion(dit=DiTConfig(in_channels=3), text=TEXT, autoencoder=cache["vae"])
 
 
-def test_fit_from_the_cache_and_sample_pixels_from_the_cli(cache, tmp_path):
+def test_fit_from_the_cache_and_sample_pixels_from_the_cli(cache, tmp_path, capsys):
     root = tmp_path / "run"
     args = ["fit", "--config", TEST_YAML, "--trainer.default_root_dir", str(root),
             "--data.kind", "latents", "--data.cache", cache["cache"],
@@ -238,6 +238,12 @@ def test_fit_from_the_cache_and_sample_pixels_from_the_cli(cache, tmp_path):
     assert grid.shape == (SIZE, SIZE * CFG.num_frames, 3)  # decoded pixels, not latents
     with pytest.raises(ValueError, match="not the VAE"):
         sample_main([*argv, "--ckpt-vae", cache["other_vae"]])
+    capsys.readouterr()
+    assert train_main([*args, "--model.text.max_length", "32"]) == 2  # stale: one line, no trace
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("clipmill train: error: --data.cache is stale") and "\n" not in err
+    assert train_main([*args, "--data.cache", str(tmp_path / "none")]) == 2
+    assert "--data.cache" in capsys.readouterr().err
 
 
 def test_mp4_clips_mix_with_stills_from_an_image_folder(cache):
