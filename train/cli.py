@@ -110,6 +110,13 @@ def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
     except CacheError as e:  # a stale or missing latent cache: one line naming the flag
         print(f"clipmill train: error: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:
+        # The checks in train/ raise ValueError naming the flag ("--data.num_frames 8 does
+        # not fit ..."): a configuration error, so one line and exit 2. Others are bugs.
+        if not str(e).startswith("--"):
+            raise
+        print(f"clipmill train: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
