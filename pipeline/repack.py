@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import SECTIONS, ConfigError, CurateConfig, build_config
+from pipeline.score_config import is_free
 
 # Besides pack-time fields: what packing reads, or what no stored result depends on.
 REPACKABLE_PREFIXES = ("ray.", "probe.", "shards.max_samples", "shards.max_bytes")
@@ -41,7 +42,7 @@ def _marked(section: Any, prefix: str) -> set[str]:
     found = set()
     for f in dataclasses.fields(section):
         value, flag = getattr(section, f.name), f"{prefix}.{f.name}"
-        if f.name == "resources" or f.metadata.get("pack_time") or f.metadata.get("runtime"):
+        if is_free(f):
             found.add(flag)
         elif dataclasses.is_dataclass(value):
             found |= _marked(value, flag)

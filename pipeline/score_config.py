@@ -237,24 +237,17 @@ def _fraction(flag: str, value: float | None) -> None:
     _check(value is None or 0 <= value <= 1, flag, f"must be in [0, 1], got {value}")
 
 
+def is_free(f: dataclasses.Field) -> bool:
+    """Whether a field can change without re-scoring: pack-time, runtime or `resources`."""
+    return bool(f.metadata.get("pack_time") or f.metadata.get("runtime") or f.name == "resources")
+
+
 def scoring_params(section: Any) -> dict[str, Any]:
     """The fields of a section that shape its scores (not pack-time, runtime or resources)."""
     out = {}
     for f in dataclasses.fields(section):
-        if f.metadata.get("pack_time") or f.metadata.get("runtime") or f.name == "resources":
+        if is_free(f):
             continue
         value = getattr(section, f.name)
         out[f.name] = scoring_params(value) if dataclasses.is_dataclass(value) else value
-    return out
-
-
-def pack_time_fields(section: Any, prefix: str) -> dict[str, Any]:
-    """{flag: value} of every pack-time field under `section` (nested sections included)."""
-    out = {}
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if dataclasses.is_dataclass(value):
-            out.update(pack_time_fields(value, f"{prefix}.{f.name}"))
-        elif f.metadata.get("pack_time"):
-            out[f"{prefix}.{f.name}"] = value
     return out

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import CurateConfig, SplitConfig, TranscodeConfig
-from pipeline.frames import decode_positions, load_frames, remove_caches
+from pipeline.frames import load_frames, remove_caches
 from pipeline.lowres import LowresRecorder
 from pipeline.score_config import scoring_params
 from pipeline.split import Splitter
@@ -233,8 +233,3 @@ def jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     if not ok:
         raise ValueError("jpeg encode failed")
     return buf.tobytes()
-
-
-def middle_jpeg(path: Path, quality: int = 90) -> bytes:
-    """JPEG of the clip's middle frame."""
-    return jpeg(decode_positions(path, (1,)).pick(1)[0], quality)

@@ -149,6 +149,20 @@ class LatentCodec(nn.Module):
                 f"got {height}x{width}"
             )
 
+    def check_video(self, video: Tensor) -> None:
+        """ValueError unless `video` is [B, C, T, H, W] with a shape this codec takes."""
+        if video.dim() != 5:
+            raise ValueError(f"expected a video [B, C, T, H, W], got shape {tuple(video.shape)}")
+        self.check_input(*video.shape[2:])
+
+    def check_latents(self, latents: Tensor) -> None:
+        """ValueError unless `latents` is [B, C_z, T', H', W'] for this codec."""
+        if latents.dim() != 5 or latents.shape[1] != self.latent_channels:
+            raise ValueError(
+                f"expected latents [B, {self.latent_channels}, T, H, W], "
+                f"got shape {tuple(latents.shape)}"
+            )
+
     def config_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -189,19 +203,13 @@ class VideoAutoencoder(LatentCodec):
 
     def encode(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """`[B, 3, T, H, W]` in [-1, 1] → (mean, logvar), each `[B, C_z, T', H', W']`."""
-        if video.dim() != 5:
-            raise ValueError(f"expected a video [B, C, T, H, W], got shape {tuple(video.shape)}")
-        self.check_input(*video.shape[2:])
+        self.check_video(video)
         mean, logvar = self.encoder(video).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(self, latents: Tensor) -> Tensor:
         """`[B, C_z, T', H', W']` → `[B, 3, 1 + (T'-1)*f_t, H'*f_s, W'*f_s]`, about [-1, 1]."""
-        if latents.dim() != 5 or latents.shape[1] != self.latent_channels:
-            raise ValueError(
-                f"expected latents [B, {self.latent_channels}, T, H, W], "
-                f"got shape {tuple(latents.shape)}"
-            )
+        self.check_latents(latents)
         return self.decoder(latents)
 
     def forward(self, video: Tensor, generator: torch.Generator | None = None) -> tuple:

@@ -116,7 +116,23 @@ def _run(block: nn.Module, x: Tensor, ckpt: bool) -> Tensor:
     return block(x)
 
 
-class Encoder(nn.Module):
+class _Stack(nn.Module):
+    """conv_in → layers (each optionally checkpointed) → norm, SiLU, conv_out."""
+
+    conv_in: nn.Module
+    layers: nn.ModuleList
+    norm_out: nn.Module
+    conv_out: nn.Module
+    grad_checkpointing: bool
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv_in(x)
+        for layer in self.layers:
+            h = _run(layer, h, self.grad_checkpointing)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Encoder(_Stack):
     """Video → 2 * C_z channels (mean and log-variance) at the compressed grid.
 
     Level i has `blocks` ResBlocks at `widths[i]`, then a downsample to level i + 1
@@ -148,14 +164,8 @@ class Encoder(nn.Module):
         self.norm_out = _norm(widths[-1])
         self.conv_out = CausalConv3d(widths[-1], out_channels)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.conv_in(x)
-        for layer in self.layers:
-            h = _run(layer, h, self.grad_checkpointing)
-        return self.conv_out(F.silu(self.norm_out(h)))
 
-
-class Decoder(nn.Module):
+class Decoder(_Stack):
     """C_z latent channels → video; the encoder's levels in reverse."""
 
     def __init__(
@@ -184,9 +194,3 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.norm_out = _norm(widths[0])
         self.conv_out = CausalConv3d(widths[0], out_channels)
-
-    def forward(self, z: Tensor) -> Tensor:
-        h = self.conv_in(z)
-        for layer in self.layers:
-            h = _run(layer, h, self.grad_checkpointing)
-        return self.conv_out(F.silu(self.norm_out(h)))

@@ -103,9 +103,7 @@ class DiffusersAutoencoder(LatentCodec):
 
     def encode(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """`[B, 3, T, H, W]` in [-1, 1] → (mean, logvar), each `[B, C_z, T', H', W']`."""
-        if video.dim() != 5:
-            raise ValueError(f"expected a video [B, C, T, H, W], got shape {tuple(video.shape)}")
-        self.check_input(*video.shape[2:])
+        self.check_video(video)
         x = self._frames_to_batch(video) if self.frame_wise else video
         dist = self.vae.encode(x.to(self.vae.dtype)).latent_dist
         mean, logvar = dist.mean.float(), dist.logvar.float()
@@ -117,11 +115,7 @@ class DiffusersAutoencoder(LatentCodec):
 
     def decode(self, latents: Tensor) -> Tensor:
         """`[B, C_z, T', H', W']` → `[B, 3, 1 + (T'-1)*f_t, H'*f_s, W'*f_s]`, about [-1, 1]."""
-        if latents.dim() != 5 or latents.shape[1] != self.latent_channels:
-            raise ValueError(
-                f"expected latents [B, {self.latent_channels}, T, H, W], "
-                f"got shape {tuple(latents.shape)}"
-            )
+        self.check_latents(latents)
         z = latents * self.channel_std + self.channel_mean
         x = self._frames_to_batch(z) if self.frame_wise else z
         out = self.vae.decode(x.to(self.vae.dtype)).sample.float()

@@ -39,6 +39,7 @@ from train.augment import (
     CorruptSample,
     _number,
     _record,
+    _start,
     caption_choices,
     flip_caption,
     flip_video,
@@ -163,16 +164,10 @@ def _jitter(stride: float, jitter: float, rng: np.random.Generator) -> float:
 
 def _crop(frames: np.ndarray, size: tuple[int, int], rng: np.random.Generator | None) -> tuple:
     # Draw the crop's corner here (as train.augment.crop would) so that it can be recorded.
-    top = _corner(frames.shape[1] - size[0], rng)
-    left = _corner(frames.shape[2] - size[1], rng)
+    top = _start(frames.shape[1] - size[0], rng)
+    left = _start(frames.shape[2] - size[1], rng)
     box = [top, left, size[0], size[1]]
     return frames[:, top : top + size[0], left : left + size[1]], box
-
-
-def _corner(slack: int, rng: np.random.Generator | None) -> int:
-    if slack <= 0:
-        return 0
-    return int(rng.integers(0, slack + 1)) if rng is not None else slack // 2
 
 
 def caption_table(
@@ -287,7 +282,7 @@ class CacheBuilder:
             "text_lengths": lengths,
             "views": views,
             "latent_shape": list(mean.shape[1:]),
-            **{k: v for k, v in micro.items()},
+            **micro,
         }
         fields = {"mean.npy": mean, "logvar.npy": logvar, "text.npy": states, "json": record}
         self._writers[kind].write(key, fields)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from train.augment import caption_choices, resize_for_crop
-from train.cache import CacheBuilder, _corner, _key_seed
+from train.augment import _start, caption_choices, resize_for_crop
+from train.cache import CacheBuilder, _key_seed
 from train.image_data import IMAGE_SUFFIXES, image_captions
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ def still_views(image: np.ndarray, builder: CacheBuilder, key: str) -> tuple[lis
     videos, views = [], []
     for k in range(cfg.views):
         view_rng = rng if k else None
-        top = _corner(height - cfg.size[0], view_rng)
-        left = _corner(width - cfg.size[1], view_rng)
+        top = _start(height - cfg.size[0], view_rng)
+        left = _start(width - cfg.size[1], view_rng)
         still = scaled[None, top : top + cfg.size[0], left : left + cfg.size[1]]
         flip = bool(k and cfg.flip_prob > 0 and rng.random() < cfg.flip_prob)
         videos.append(np.ascontiguousarray(still[:, :, ::-1] if flip else still))

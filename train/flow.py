@@ -92,7 +92,8 @@ class RectifiedFlow:
         pred: Tensor, x0: Tensor, noise: Tensor, weight: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """(scalar loss, per-sample MSE `[B]`). A weight averages samples by it."""
-        per_sample = (pred.float() - (noise - x0).float()).pow(2).flatten(1).mean(1)
+        error = pred.float() - RectifiedFlow.target(x0, noise).float()
+        per_sample = error.pow(2).flatten(1).mean(1)
         if weight is None:
             return per_sample.mean(), per_sample
         w = weight.to(per_sample)

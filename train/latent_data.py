@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from train.augment import CorruptSample
+from train.augment import CorruptSample, _number
 from train.cache import _key_seed, check_header, read_header
 from train.data import ShardVideoDataset, _seed, count_samples
 from train.image_data import BucketLoader, mix_stills
@@ -104,26 +104,20 @@ def prepare_latent(
         z += np.exp(0.5 * logvar[v].astype(np.float32)) * eps
     z = (z - cfg.shift_factor) * cfg.scaling_factor
     length = max(1, int(record["text_lengths"][row]))
-    fps = views[v].get("fps")
-    weight = _finite(record.get("sample_weight"), 1.0) if cfg.use_weights else 1.0
+    weight = _number(record, "sample_weight", 1.0) if cfg.use_weights else 1.0
     return {
         "video": np.ascontiguousarray(z),
         "text_states": np.ascontiguousarray(states[row, :length], dtype=np.float32),
         "caption": record["texts"][row],
-        "fps": _finite(fps, math.nan),
-        "motion_score": _finite(record.get("motion_score"), math.nan),
-        "clip_score": _finite(record.get("clip_score"), math.nan),
-        "aesthetic": _finite(record.get("aesthetic"), math.nan),
+        "fps": _number(views[v], "fps", math.nan),
+        "motion_score": _number(record, "motion_score", math.nan),
+        "clip_score": _number(record, "clip_score", math.nan),
+        "aesthetic": _number(record, "aesthetic", math.nan),
         "weight": weight if weight >= 0 else 1.0,
         "key": raw["__key__"],
         "view": v,
         "text_encoder_id": cfg.text_encoder_id,
     }
-
-
-def _finite(value: Any, default: float) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else default
 
 
 def collate_latents(samples: list[dict[str, Any]]) -> dict[str, Any]:
