@@ -20,7 +20,6 @@ worker, `--threads` torch threads. Prints markdown rows: per-epoch seconds
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import resource
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dataloader import render_clip  # noqa: E402
 
 from pipeline.shards import ShardWriter  # noqa: E402
-from train.autoencoder import AutoencoderConfig, VideoAutoencoder  # noqa: E402
+from train.autoencoder import AutoencoderConfig, VideoAutoencoder, save_autoencoder  # noqa: E402
 from train.cache import CacheBuilder, CacheConfig  # noqa: E402
 from train.cache_images import add_shards  # noqa: E402
 from train.data import VideoDataModule  # noqa: E402
@@ -81,13 +80,6 @@ def vae_shape(name: str) -> dict:
     return yaml.safe_load((CONFIGS / "vae_tiny.yaml").read_text())["model"]["init_args"][
         "autoencoder"
     ]
-
-
-def save_vae(vae: VideoAutoencoder, path: Path) -> str:
-    state = {f"autoencoder.{k}": v for k, v in vae.state_dict().items()}
-    hp = {"autoencoder": dataclasses.asdict(vae.cfg)}
-    torch.save({"state_dict": state, "hyper_parameters": hp}, path)
-    return str(path)
 
 
 def to_latents(model: VideoDiffusion, batch: dict, gen: torch.Generator) -> dict:
@@ -153,7 +145,7 @@ def main() -> None:
         mp4_bytes = write_shards(root / "shards", args.clips, args.src_frames, src_h, src_w)
         torch.manual_seed(0)
         vae = VideoAutoencoder(AutoencoderConfig(**vae_shape(args.vae))).eval()
-        ckpt = save_vae(vae, root / "vae.ckpt")
+        ckpt = save_autoencoder(vae, root / "vae.ckpt")
         cfg = CacheConfig(views=args.views, num_frames=args.frames, size=(args.size, args.size))
         start = time.perf_counter()
         builder = CacheBuilder(root / "cache", vae, build_text_encoder(text), cfg, ckpt)

@@ -249,6 +249,15 @@ def load_autoencoder(spec: str, device: str = "cpu") -> LatentCodec:
     return model
 
 
+def save_autoencoder(model: VideoAutoencoder, path: str | Path) -> str:
+    """Write `model` in the checkpoint layout `_load_ckpt` reads (and `clipmill train fit
+    --config configs/train/vae_tiny.yaml` writes): for tests, benchmarks and conversions."""
+    state = {f"autoencoder.{k}": v for k, v in model.state_dict().items()}
+    hp = {"autoencoder": dataclasses.asdict(model.cfg)}
+    torch.save({"state_dict": state, "hyper_parameters": hp}, path)
+    return str(path)
+
+
 def _load_ckpt(path: str) -> VideoAutoencoder:
     if not Path(path).is_file():
         raise FileNotFoundError(f"autoencoder checkpoint not found: {path}")

@@ -7,7 +7,6 @@ curation's own ShardWriter (one corrupt mp4 among them).
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from pathlib import Path
@@ -27,7 +26,7 @@ from schemas.cache import (
     validate_cache_sample,
 )
 from schemas.records import CLIP_SCHEMA, empty_clip
-from train.autoencoder import AutoencoderConfig, VideoAutoencoder
+from train.autoencoder import AutoencoderConfig, VideoAutoencoder, save_autoencoder
 from train.cache import CacheBuilder, CacheConfig, StaleCache, check_header, draw_views, read_header
 from train.cache_cli import cache_main
 from train.cache_images import add_images, add_low_motion, add_shards
@@ -82,14 +81,6 @@ def write_shards(out: Path, n: int, corrupt_at: int | None = None) -> str:
 def tiny_vae(seed: int = 0) -> VideoAutoencoder:
     torch.manual_seed(seed)
     return VideoAutoencoder(VAE_CFG).eval()
-
-
-def save_vae(vae: VideoAutoencoder, path: Path) -> str:
-    """A checkpoint in the layout `clipmill train fit --config vae_tiny.yaml` writes."""
-    state = {f"autoencoder.{k}": v for k, v in vae.state_dict().items()}
-    hp = {"autoencoder": dataclasses.asdict(vae.cfg)}
-    torch.save({"state_dict": state, "hyper_parameters": hp}, path)
-    return str(path)
 
 
 def npy(data: bytes) -> np.ndarray:
@@ -255,7 +246,7 @@ def test_stills_from_an_image_folder_and_low_motion_rejects(tmp_path):
 
 def test_cli_writes_a_cache_and_refuses_to_mix_two(built, tmp_path, capsys):
     _, shards, vae = built
-    ckpt = save_vae(vae, tmp_path / "vae.ckpt")
+    ckpt = save_autoencoder(vae, tmp_path / "vae.ckpt")
     out = tmp_path / "cache"
     args = ["--ckpt-vae", ckpt, "--shards", shards, "--output", str(out), "--views", "2",
             "--frames", "3", "--size", "16", "--text.kind", "random", "--text.dim", "16",
@@ -274,7 +265,7 @@ def test_cli_writes_a_cache_and_refuses_to_mix_two(built, tmp_path, capsys):
 def test_cli_takes_encoders_and_sampling_from_the_training_config(built, tmp_path):
     _, shards, vae = built
     config = tmp_path / "latent.yaml"
-    model = {"autoencoder": save_vae(vae, tmp_path / "vae.ckpt"),
+    model = {"autoencoder": save_autoencoder(vae, tmp_path / "vae.ckpt"),
              "text": {"kind": "random", "dim": 16, "max_length": 8}}  # fmt: skip
     data = {"kind": "latents", "num_frames": 3, "size": 8}
     config.write_text(json.dumps({"model": model, "data": data}))  # JSON is YAML

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from pipeline.shards import ShardWriter
-from train.autoencoder import AutoencoderConfig, VideoAutoencoder
+from train.autoencoder import AutoencoderConfig, VideoAutoencoder, save_autoencoder
 from train.cache import CacheBuilder, CacheConfig, StaleCache
 from train.cache_images import add_images, add_shards
 from train.cli import sample_main, train_main
@@ -75,13 +75,6 @@ def tiny_vae(seed: int = 0) -> VideoAutoencoder:
     return VideoAutoencoder(VAE_CFG).eval()
 
 
-def save_vae(vae: VideoAutoencoder, path: Path) -> str:
-    state = {f"autoencoder.{k}": v for k, v in vae.state_dict().items()}
-    hp = {"autoencoder": dataclasses.asdict(vae.cfg)}
-    torch.save({"state_dict": state, "hyper_parameters": hp}, path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("latent")
@@ -99,8 +92,8 @@ def cache(tmp_path_factory) -> dict[str, str]:
         "shards": shards,
         "images": str(images),
         "cache": str(root / "cache"),
-        "vae": save_vae(vae, root / "vae.ckpt"),
-        "other_vae": save_vae(tiny_vae(seed=1), root / "other.ckpt"),
+        "vae": save_autoencoder(vae, root / "vae.ckpt"),
+        "other_vae": save_autoencoder(tiny_vae(seed=1), root / "other.ckpt"),
     }
 
 

@@ -23,7 +23,9 @@ def split_video(path: Path) -> dict:
     from pipeline.split import Splitter
 
     video = Splitter(SplitConfig())(probe_video({"path": str(path)}))
-    for key in ("frame_times", "blank_mask", "transition_mask", "cuts"):
+    from pipeline.staging import _SCRATCH
+
+    for key in _SCRATCH:
         video.pop(key, None)  # split's scratch state, as SplitStage drops it
     return video
 
