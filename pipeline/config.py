@@ -233,6 +233,11 @@ def build_config(values: dict[str, Any]) -> CurateConfig:
     )
 
 
+def _field_default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     """A (nested) section dataclass from a plain dict; unknown keys name their flag."""
     hints = typing.get_type_hints(cls)
@@ -243,7 +248,12 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for name, value in raw.items():
         kind = hints[name]
-        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+        if kind is StageResources and isinstance(value, dict):
+            # A partial block changes only the keys it names, as the flags do: the rest keep
+            # the stage's own defaults (CLIP's concurrency 1 and own pool), not the class's.
+            base = dataclasses.asdict(_field_default(cls, name))
+            value = _build(kind, {**base, **value}, f"{prefix}.{name}")
+        elif dataclasses.is_dataclass(kind) and isinstance(value, dict):
             value = _build(kind, value, f"{prefix}.{name}")
         elif typing.get_origin(kind) is tuple and isinstance(value, list):
             value = tuple(value)  # JSON (summary.json) has no tuples

@@ -87,8 +87,8 @@ class ChainStage:
 def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
     """Merge runs of consecutive plain-CPU stages into ChainStages.
 
-    A placed stage (GPUs, custom resources, [min, max] bounds) keeps its own pool: fused,
-    its placement would apply to its neighbours too, or be lost.
+    A placed stage (GPUs, custom resources, [min, max] bounds, own_pool) keeps its own
+    pool: fused, its placement would apply to its neighbours too, or be lost.
     """
     out: list[Stage] = []
     run: list[Stage] = []

@@ -39,6 +39,10 @@ class StageResources:
     custom: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources per actor, e.g. {"node2": 1} to run only on nodes started with
     `ray start --resources '{"node2": 1}'`. A stage with any keeps its own pool."""
+    own_pool: bool = False
+    """Never fuse this stage with its CPU neighbours (`--ray.fuse`): every fused actor builds
+    every member stage, so a model stage fused in would load its model in every actor and
+    its `concurrency` would cap nothing. On for CLIP and the VLM."""
     memory: int | None = None
     """Bytes of RAM Ray reserves per actor when scheduling (not a limit); None: none."""
     max_task_retries: int = 3
@@ -60,6 +64,7 @@ class StageResources:
             f"must be a fraction in [0, 1] or a whole number, got {self.num_gpus}",
         )
         self._check_concurrency(section)
+        _check(isinstance(self.own_pool, bool), f"{section}.own_pool", "must be true or false")
         for name, amount in self.custom.items():
             _check(
                 isinstance(name, str) and bool(name) and name not in _RESERVED,
@@ -98,7 +103,12 @@ class StageResources:
     @property
     def placed(self) -> bool:
         """True when this stage asks for more than plain CPUs, so it needs its own pool."""
-        return self.num_gpus > 0 or bool(self.custom) or isinstance(self.concurrency, tuple)
+        return (
+            self.own_pool
+            or self.num_gpus > 0
+            or bool(self.custom)
+            or isinstance(self.concurrency, tuple)
+        )
 
     def ray_args(self) -> dict[str, Any]:
         """Resource arguments of `Dataset.map` (shared by task and actor stages)."""

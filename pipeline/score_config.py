@@ -131,8 +131,9 @@ class ClipConfig:
     min_aesthetic: float | None = pack_time(None)
     """low_aesthetic below this (LAION's scale is 1-10); off until a head is given."""
     resources: StageResources = field(
-        default_factory=lambda: StageResources(num_cpus=1, concurrency=1)
+        default_factory=lambda: StageResources(num_cpus=1, concurrency=1, own_pool=True)
     )
+    """One actor loads one CLIP model; its own pool, so `concurrency` bounds the copies."""
 
     def __post_init__(self) -> None:
         if self.enabled is None:  # frozen: resolve auto once, so every reader sees a bool

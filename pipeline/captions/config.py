@@ -78,9 +78,9 @@ class VlmConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = runtime("auto")
     """auto: bfloat16 on a GPU that supports it, else float32."""
     resources: StageResources = field(
-        default_factory=lambda: StageResources(num_cpus=1, concurrency=1)
+        default_factory=lambda: StageResources(num_cpus=1, concurrency=1, own_pool=True)
     )
-    """Of the VLM actor pool: give it num_gpus on a GPU machine."""
+    """Of the VLM actor pool (its own: one model per actor): give it num_gpus on a GPU."""
 
     def __post_init__(self) -> None:
         _check(1 <= self.frames <= 64, "caption.vlm.frames", f"must be 1-64, got {self.frames}")

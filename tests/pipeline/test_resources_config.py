@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.cli import curate_parser
 from pipeline.config import SECTIONS, ConfigError, CurateConfig, build_config
-from pipeline.driver import ChainStage, RayRunner, fuse_cpu_stages
+from pipeline.driver import ChainStage, RayRunner, fuse_cpu_stages, mp4_scorers
 from pipeline.resources_config import StageResources
 
 
@@ -51,6 +51,18 @@ def test_placed_stages_keep_their_own_pool():
     fused = fuse_cpu_stages(stages)
     assert [s[0] for s in fused] == [dict, dict, ChainStage, dict]
     assert fused[1][2] is node2 and fused[3][2] is bounded
+
+
+def test_model_stages_keep_their_own_pool_so_concurrency_bounds_the_model_copies():
+    vlm = {"sources": ["sidecar_timed", "vlm"], "vlm": {"model": "some/vlm"}}
+    cfg = build_config({"clip": {"enabled": True}, "caption": vlm})
+    stages = [(dict, (), StageResources(num_cpus=0.5)), *mp4_scorers(cfg)]
+    fused = fuse_cpu_stages(stages)
+    kinds = [s[0].__name__ for s in fused]
+    # text filter + the stage before it fuse; CLIP and the VLM stand alone, each one actor.
+    assert kinds == ["ChainStage", "ClipStage", "VlmStage", "CaptionStage"]
+    assert all(s[2].concurrency == 1 for s in fused[1:3])
+    assert not StageResources(num_cpus=1, concurrency=1).placed  # a light stage still fuses
 
 
 def test_a_fused_pool_asks_for_the_most_any_member_needs():
@@ -98,6 +110,8 @@ def test_command_line_and_yaml_lists_fill_the_same_fields():
     assert cfg.clip.resources.concurrency == (1, 4) and cfg.clip.resources.num_gpus == 0.5
     from_yaml = build_config({"clip": {"resources": {"concurrency": [1, 4], "num_gpus": 0.5}}})
     assert from_yaml.clip.resources == cfg.clip.resources
+    partial = build_config({"clip": {"resources": {"num_gpus": 0.5}}}).clip.resources
+    assert (partial.num_gpus, partial.concurrency, partial.own_pool) == (0.5, 1, True)
 
 
 class Gate:
