@@ -72,6 +72,12 @@ def _data_lines(report: dict[str, Any]) -> list[str]:
             f"- naive: {report['naive']['chunks']} fixed 4-s chunks of "
             f"{report['naive']['videos']} files, first-cue captions, nothing filtered"
         )
+    if report.get("latent"):
+        lines.append(
+            "- latent: the curated clips through a tiny video autoencoder trained on them "
+            "(configs/train/vae_tiny.yaml), cached once (`clipmill cache`), then a latent DiT "
+            "(configs/train/latent_tiny.yaml, 9 frames) for the same steps"
+        )
     return lines
 
 
@@ -80,7 +86,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     cfg, rows = report["config"], report["rows"]
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
     per_run = [
-        f"- {name}: train {r['seconds']['train']:.0f} s, sample {r['seconds']['sample']:.0f} s"
+        f"- {name}: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in r["seconds"].items() if k != "evaluate")
+        + (f" ({r['threads']} torch thread(s))" if "threads" in r else "")
         for name, r in rows.items()
         if "seconds" in r
     ]

@@ -1,6 +1,6 @@
-"""`clipmill demo --preset smoke`: the whole chain stays wired (synth -> curate -> train ->
-sample -> evaluate), everything lands under --output. The naive ablation trains through the same
-`train_and_sample`; its own part (the chunked shards) is tested here apart, in a second."""
+"""`clipmill demo --preset smoke --ablate naive --latent`: the whole chain stays wired (synth
+-> curate -> train -> sample -> evaluate, with the naive row and the latent path's row beside
+the curated one), everything lands under --output. The naive chunking is tested apart."""
 
 from __future__ import annotations
 
@@ -23,15 +23,19 @@ HOLDOUT = Path(__file__).parents[2] / "configs" / "world" / "holdout.yaml"
 def test_smoke_demo_writes_a_scored_report(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     cwd_before = set(os.listdir())
-    assert clipmill(["demo", "--output", str(out), "--preset", "smoke"]) == 0
+    argv = ["demo", "--output", str(out), "--preset", "smoke", "--ablate", "naive", "--latent"]
+    assert clipmill(argv) == 0
     assert set(os.listdir()) == cwd_before  # nothing written outside --output
     report = json.loads((out / "report.json").read_text())
-    assert list(report["rows"]) == ["ground truth (checker)", "curated"]
+    assert list(report["rows"]) == ["ground truth (checker)", "curated", "naive", "latent"]
     for name, row in report["rows"].items():
         assert row["groups"]["all"]["n"] == 60 and row["groups"]["heldout"]["n"] == 12, name
     assert report["rows"]["ground truth (checker)"]["groups"]["all"]["all_three"] >= 0.99
     assert report["rows"]["curated"]["groups"]["paraphrase"]["n"] == 20
-    for name in ("curated",):
+    # Two rows train side by side on half the cores each (one each on CI's two).
+    threads = {report["rows"][n]["threads"] for n in ("curated", "naive")}
+    assert threads == {max(1, (os.cpu_count() or 1) // 2)}
+    for name in ("curated", "naive", "latent"):
         index = json.loads((out / f"samples_{name}" / "samples.json").read_text())
         assert len(index) == 80 and all(
             (out / f"samples_{name}" / i["file"]).exists() for i in index
@@ -42,11 +46,15 @@ def test_smoke_demo_writes_a_scored_report(tmp_path: Path, capsys) -> None:
     truth = json.loads((out / "raw" / "truth.json").read_text())
     filmed = {(s["colour"], s["shape"], s["direction"]) for e in truth for s in e["shots"]}
     assert not filmed & held
-    assert report["curation"]["clips"]["kept"] >= 1 and report["naive"] is None
+    assert report["curation"]["clips"]["kept"] >= 1 and report["naive"]["chunks"] >= 1
     md = (out / "report.md").read_text()
-    assert "| curated | heldout | 12 |" in md and "| curated | seen | 48 |" in md
+    assert "| curated | heldout | 12 |" in md and "| naive | seen | 48 |" in md
     assert Image.open(out / "loss.png").size == (640, 360)
     assert "report in" in capsys.readouterr().out
+    # The latent row went through a trained autoencoder and a cache of the curated clips.
+    cache = json.loads((out / "cache" / "cache.json").read_text())
+    assert cache["counts"]["clips"] == report["curation"]["clips"]["kept"]
+    assert (out / "run_vae" / "checkpoints" / "last.ckpt").exists()
 
 
 def test_naive_chunks_are_fixed_4s_windows_captioned_by_their_first_cue(tmp_path: Path) -> None:
