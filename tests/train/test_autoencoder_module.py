@@ -76,7 +76,7 @@ def fit(module: VideoAutoencoderModule, video: torch.Tensor, steps: int, **train
 
 def test_psnr_and_ssim():
     x = world_clips(2, 3, 16)
-    noisy = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(
         -1, 1
     )
     assert torch.allclose(ssim(x, x), torch.ones(2))
@@ -129,7 +129,7 @@ def test_overfits_a_few_clips_to_a_psnr_floor():
     torch.manual_seed(0)
     video = world_clips(2, 5, 16)
     module = VideoAutoencoderModule(TINY, lr=5e-3, warmup_steps=10, mse_weight=1.0)
-    fit(module, video, steps=300)
+    fit(module, video, steps=500)  # 300 sufficed while the shapes were 0.2 of the frame
     module.eval()
     with torch.no_grad():
         recon = module.autoencoder.decode(module.autoencoder.encode(video)[0])
