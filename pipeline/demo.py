@@ -4,12 +4,14 @@ synth (shapes world, junk, held-out combinations never filmed) -> curate ->
 train (tiny pixel-space DiT) -> sample every evaluation prompt -> evaluate ->
 `DIR/report.md`. `--ablate naive` trains the same budget on the naive dataset
 (`demo_naive`: fixed 4-s chunks, first-cue captions, no filtering or dedup) and
-reports both rows. The checker's own score on ground-truth clips at the training
-size is the first row, so a reader can see what 100% looks like.
+reports both rows (the two trainings side by side, see `train_rows`). `--latent`
+adds the latent path's row (`demo_latent`). The checker's own score on
+ground-truth clips at the training size is the first row, so a reader can see
+what 100% looks like.
 
-Every stage runs in-process through the same functions the CLI uses
-(`curate`, `train_main`, `sample_main`, `evaluate`); everything is written under
-`--output`.
+Every stage runs through the same functions the CLI uses (`curate`,
+`train_main`, `sample_main`, `cache_main`, `evaluate`); everything is written
+under `--output`.
 """
 
 from __future__ import annotations
