@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import subprocess
 import threading
 import time
 from pathlib import Path
+
+
+def machine() -> str:
+    """One line naming the box a figure came from: CPU model, cores, Python, 1-min load."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load {load:.1f}"
 
 
 def _children(pid: int) -> list[int]:

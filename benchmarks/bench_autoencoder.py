@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -34,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._measure import machine  # noqa: E402
 from pipeline.shards import ShardWriter  # noqa: E402
 from pipeline.synth_world import ShotRenderer, draw_spec  # noqa: E402
 from train.autoencoder import load_autoencoder  # noqa: E402
@@ -153,7 +152,7 @@ def main() -> None:
         "scaling_factor": round(model.scaling_factor, 4),
         "shift_factor": round(model.shift_factor, 4),
         "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpu",
+        "machine": machine(),
     }
     print(json.dumps(result, indent=1))
     print(

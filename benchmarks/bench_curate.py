@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import median_run  # noqa: E402
+from _measure import machine, median_run  # noqa: E402
 
 from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
 
@@ -151,10 +150,7 @@ def main() -> None:
         (f"peak RSS, {args.minutes:g}-min input, local Ray (all processes)", rss_ray, "MB"),
     ]
     clean()
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
-        f"median of {args.repeats}"
-    )
+    print(f"machine: {machine()}; median of {args.repeats}")
     print("| what | value | note |\n|---|---|---|")
     for name, value, note in rows:
         print(f"| {name} | {value:.2f} | {note} |")

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -30,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._measure import machine  # noqa: E402
 from pipeline.shards import ShardWriter  # noqa: E402
 from train.augment import SampleConfig, prepare_sample  # noqa: E402
 from train.data import VideoLoader, iter_tar_samples, make_dataset  # noqa: E402
@@ -104,18 +103,6 @@ def loader_rate(shards: str, cfg: SampleConfig, args: argparse.Namespace) -> flo
     for _ in range(args.batches):
         next(batches)
     return args.batch_size * args.batches / (time.perf_counter() - start)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load {load:.1f}"
 
 
 def main(argv: list[str] | None = None) -> None:

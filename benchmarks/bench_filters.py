@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -24,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import run  # noqa: E402
+from _measure import machine, run  # noqa: E402
 from bench_curate import DATA, curate_cmd, make_input  # noqa: E402
 
 OFF = [
@@ -133,10 +131,7 @@ def main() -> None:
             (f"curate, CPU filters + CLIP tiny ({label})", both, f"{both / off:.2f}x backbone"),
         ]
     shutil.rmtree(out, ignore_errors=True)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
-        f"median of {args.repeats}"
-    )
+    print(f"machine: {machine()}; median of {args.repeats}")
     print("\n| run | wall s | note |\n|---|---|---|")
     for name, value, note in runs:
         print(f"| {name} | {value:.2f} | {note} |")

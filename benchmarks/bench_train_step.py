@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._measure import machine  # noqa: E402
 from train.dit import DiT, DiTConfig  # noqa: E402
 
 
@@ -202,10 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         latte(args)
         or {"model": "diffusers LatteTransformer3DModel", "skipped": "diffusers is not installed"}
     )
-    cpu = platform.processor() or platform.machine()
     print(
         f"# train step: batch {args.batch} x {args.frames}x{args.size}x{args.size}, "
-        f"width {args.width}, depth {args.depth}, {args.threads} threads, {cpu}"
+        f"width {args.width}, depth {args.depth}, {args.threads} threads, {machine()}"
     )
     print(table(rows))
     result = {"args": vars(args), "step": rows}
