@@ -69,7 +69,7 @@ PRESETS: dict[str, Preset] = {
     # `make demo`: under 10 minutes on 2 cores; learns colour, not yet shape or direction.
     "default": Preset(16, 192, 108, (3, 7), 500, 16, 20, fps=6),
     # The benchmark: about 40 minutes on 2 cores; with --ablate naive both models train side
-    # by side on one core each (about an hour on 2 cores).
+    # by side on one core each (76 minutes measured on 2 cores).
     "bench": Preset(60, 320, 180, (3, 7), 3000, 16, 30, fps=6),
 }  # fmt: skip
 SHORT_SIDE = 90  # curated/naive clips; the trainer resizes to 32 px
