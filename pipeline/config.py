@@ -248,13 +248,12 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for name, value in raw.items():
         kind = hints[name]
-        if kind is StageResources and isinstance(value, dict):
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
             # A partial block changes only the keys it names, as the flags do: the rest keep
-            # the stage's own defaults (CLIP's concurrency 1 and own pool), not the class's.
+            # this field's own default (CLIP's resources: concurrency 1, own pool), not the
+            # class's. Nested sections never resolve "auto" fields, so their defaults merge.
             base = dataclasses.asdict(_field_default(cls, name))
             value = _build(kind, {**base, **value}, f"{prefix}.{name}")
-        elif dataclasses.is_dataclass(kind) and isinstance(value, dict):
-            value = _build(kind, value, f"{prefix}.{name}")
         elif typing.get_origin(kind) is tuple and isinstance(value, list):
             value = tuple(value)  # JSON (summary.json) has no tuples
         kwargs[name] = value
