@@ -1,6 +1,6 @@
 """Video autoencoder: held-out reconstruction quality after a short CPU training, and speed.
 
-Renders shots of the synthetic shapes world (pipeline/synth_world.py) into
+Renders shots of the synthetic shapes world (pipeline/synthetic/world.py) into
 shards with the curation's ShardWriter (train and held-out shots drawn from
 different seeds), trains configs/train/vae_tiny.yaml through `clipmill train fit`
 for --steps steps, then loads the checkpoint with `load_autoencoder` and measures
@@ -33,13 +33,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._measure import machine  # noqa: E402
-from pipeline.shards import ShardWriter  # noqa: E402
-from pipeline.synth_world import ShotRenderer, draw_spec  # noqa: E402
-from train.autoencoder import load_autoencoder  # noqa: E402
-from train.autoencoder_losses import psnr, ssim  # noqa: E402
+from pipeline.synthetic.world import ShotRenderer, draw_spec  # noqa: E402
+from schemas.shards import ShardWriter  # noqa: E402
+from train.autoencoder.io import load_autoencoder  # noqa: E402
+from train.autoencoder.losses import psnr, ssim  # noqa: E402
 from train.cli import train_main  # noqa: E402
-from train.data import VideoDataModule  # noqa: E402
-from train.video_io import encode_mp4  # noqa: E402
+from train.data.module import VideoDataModule  # noqa: E402
+from train.data.video_io import encode_mp4  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train" / "vae_tiny.yaml"
 

@@ -39,15 +39,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_dataloader import render_clip  # noqa: E402
 
-from pipeline.shards import ShardWriter  # noqa: E402
-from train.autoencoder import AutoencoderConfig, VideoAutoencoder, save_autoencoder  # noqa: E402
-from train.cache import CacheBuilder, CacheConfig  # noqa: E402
-from train.cache_images import add_shards  # noqa: E402
-from train.data import VideoDataModule  # noqa: E402
-from train.dit import DiTConfig  # noqa: E402
+from schemas.shards import ShardWriter  # noqa: E402
+from train.autoencoder.io import save_autoencoder
+from train.autoencoder.model import AutoencoderConfig, VideoAutoencoder  # noqa: E402
+from train.cache.builder import CacheBuilder, CacheConfig  # noqa: E402
+from train.cache.sources import add_shards  # noqa: E402
+from train.data.module import VideoDataModule  # noqa: E402
+from train.data.video_io import encode_mp4  # noqa: E402
+from train.models.dit import DiTConfig  # noqa: E402
+from train.models.text import TextEncoderSpec, build_text_encoder  # noqa: E402
 from train.module import VideoDiffusion  # noqa: E402
-from train.text import TextEncoderSpec, build_text_encoder  # noqa: E402
-from train.video_io import encode_mp4  # noqa: E402
 
 WORDS = ("red", "blue", "green"), ("circle", "square"), ("left", "right", "up", "down")
 

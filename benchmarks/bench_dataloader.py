@@ -29,10 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._measure import machine  # noqa: E402
-from pipeline.shards import ShardWriter  # noqa: E402
-from train.augment import SampleConfig, prepare_sample  # noqa: E402
-from train.data import VideoLoader, iter_tar_samples, make_dataset  # noqa: E402
-from train.video_io import encode_mp4  # noqa: E402
+from schemas.shards import ShardWriter  # noqa: E402
+from train.data.augment import SampleConfig, prepare_sample  # noqa: E402
+from train.data.datasets import make_dataset
+from train.data.loaders import VideoLoader  # noqa: E402
+from train.data.shards import iter_tar_samples
+from train.data.video_io import encode_mp4  # noqa: E402
 
 
 def render_clip(rng: np.random.Generator, frames: int, height: int, width: int) -> np.ndarray:

@@ -41,16 +41,17 @@ def _timed(fn, *args):
 
 def per_stage(src: Path) -> list[tuple[str, float, str]]:
     """ms per clip of each stage on one staged video (split + transcode run first)."""
-    from pipeline.clip_embed import ClipStage
-    from pipeline.config import build_config
-    from pipeline.decide import decide
-    from pipeline.frames import decode_positions, frame_counts, remove_caches, scoreable
-    from pipeline.motion import MotionStage
-    from pipeline.phash import PerceptualHashStage
-    from pipeline.probe import probe_video
+    from pipeline.config.curate import build_config
+    from pipeline.pack.decide import decide
+    from pipeline.stages.base import scoreable
+    from pipeline.stages.clip_embed import ClipStage
+    from pipeline.stages.frames import decode_positions, frame_counts, remove_caches
+    from pipeline.stages.motion import MotionStage
+    from pipeline.stages.phash import PerceptualHashStage
+    from pipeline.stages.probe import probe_video
+    from pipeline.stages.technical import TechnicalStage
+    from pipeline.stages.text_overlay import TextStage
     from pipeline.staging import SplitStage, TranscodeStage
-    from pipeline.technical import TechnicalStage
-    from pipeline.text_overlay import TextStage
 
     cfg = build_config({"ray": {"address": "none"}, "clip": {"enabled": True}})
     work = Path(tempfile.mkdtemp(prefix="bench_filters_"))

@@ -29,7 +29,7 @@ STAGES += ("caption", "finalize")
 CHILD = """
 import json, os, sys
 from pathlib import Path
-from pipeline.config import build_config
+from pipeline.config.curate import build_config
 from pipeline.staging import fingerprint, score_fingerprint
 
 name, row_in, row_out, work = sys.argv[1:5]
@@ -40,7 +40,7 @@ cfg = build_config(values)
 
 def make():
     if name == "probe":
-        from pipeline.probe import probe_video
+        from pipeline.stages.probe import probe_video
         return lambda row: {"video": json.dumps(probe_video(row))}
     if name == "split":
         from pipeline.staging import SplitStage
@@ -49,19 +49,19 @@ def make():
         from pipeline.staging import TranscodeStage
         return TranscodeStage(cfg.transcode)
     if name == "motion":
-        from pipeline.motion import MotionStage
+        from pipeline.stages.motion import MotionStage
         return MotionStage(cfg)
     if name == "technical":
-        from pipeline.technical import TechnicalStage
+        from pipeline.stages.technical import TechnicalStage
         return TechnicalStage(cfg)
     if name == "phash":
-        from pipeline.phash import PerceptualHashStage
+        from pipeline.stages.phash import PerceptualHashStage
         return PerceptualHashStage(cfg)
     if name == "text":
-        from pipeline.text_overlay import TextStage
+        from pipeline.stages.text_overlay import TextStage
         return TextStage(cfg)
     if name == "clip":
-        from pipeline.clip_embed import ClipStage
+        from pipeline.stages.clip_embed import ClipStage
         return ClipStage(cfg)
     if name == "caption":
         from pipeline.captions.stage import CaptionStage
@@ -90,7 +90,7 @@ print(json.dumps({"stage": name, "init_cpu_s": t1 - t0, "run_cpu_s": t2 - t1,
 
 
 def _input(minutes: float, width: int, height: int, folder: Path) -> Path:
-    from pipeline.synth import synthesize
+    from pipeline.synthetic.synth import synthesize
 
     synthesize(folder, 1, seed=0, width=width, height=height, duration_s=60 * minutes)
     return folder / "video_000.mp4"

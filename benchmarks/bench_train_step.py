@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._measure import machine  # noqa: E402
-from train.dit import DiT, DiTConfig  # noqa: E402
+from train.models.dit import DiT, DiTConfig  # noqa: E402
 
 
 def time_steps(model: torch.nn.Module, forward, steps: int, warmup: int = 3) -> float:

@@ -33,7 +33,7 @@ def _fail(prog: str, message: str) -> int:
 def curate_parser():
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    from pipeline.config import SECTIONS
+    from pipeline.config.curate import SECTIONS
 
     parser = ArgumentParser(
         prog="clipmill curate",
@@ -54,7 +54,7 @@ def curate_parser():
 def curate_main(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
-    from pipeline.config import SECTIONS, ConfigError, CurateConfig
+    from pipeline.config.curate import SECTIONS, ConfigError, CurateConfig
 
     prog = "clipmill curate"
     parser = curate_parser()
@@ -95,13 +95,13 @@ def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "curate": curate_main,
-    "pack": _lazy("pipeline.repack", "pack_main"),
-    "synth": _lazy("pipeline.synth", "main"),
+    "pack": _lazy("pipeline.pack.repack", "pack_main"),
+    "synth": _lazy("pipeline.synthetic.synth", "main"),
     "train": _lazy("train.cli", "train_main"),
     "sample": _lazy("train.cli", "sample_main"),
-    "evaluate": _lazy("pipeline.evaluate", "main"),
-    "demo": _lazy("pipeline.demo", "main"),
-    "cache": _lazy("train.cache_cli", "cache_main"),
+    "evaluate": _lazy("pipeline.synthetic.evaluate", "main"),
+    "demo": _lazy("pipeline.demo.demo", "main"),
+    "cache": _lazy("train.cache.cli", "cache_main"),
 }
 
 

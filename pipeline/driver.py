@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.captions.stage import CaptionStage, VlmStage
-from pipeline.clip_embed import ClipStage, check_clip_config
-from pipeline.config import CurateConfig, StageResources
+from pipeline.config.curate import CurateConfig
+from pipeline.config.resources import StageResources
 from pipeline.discover import expand_inputs
-from pipeline.motion import MotionStage
-from pipeline.pack import invalidate, pack
-from pipeline.phash import PerceptualHashStage
-from pipeline.probe import mark_duplicates, probe_video
+from pipeline.pack.pack import invalidate, pack
+from pipeline.stages.clip_embed import ClipStage, check_clip_config
+from pipeline.stages.motion import MotionStage
+from pipeline.stages.phash import PerceptualHashStage
+from pipeline.stages.probe import mark_duplicates, probe_video
+from pipeline.stages.technical import TechnicalStage
+from pipeline.stages.text_overlay import TextStage
 from pipeline.staging import (
     FinalizeStage,
     RescoreStage,
@@ -36,11 +39,9 @@ from pipeline.staging import (
     load_staged,
     prepare_rescore,
     score_fingerprint,
-    video_dir,
 )
-from pipeline.technical import TechnicalStage
-from pipeline.text_overlay import TextStage
 from schemas import empty_video
+from schemas.layout import video_dir
 
 log = logging.getLogger("clipmill")
 Stage = tuple[type, tuple, StageResources]  # stage class, constructor arguments, resources

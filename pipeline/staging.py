@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import CurateConfig, SplitConfig, TranscodeConfig
-from pipeline.frames import load_frames, remove_caches
-from pipeline.lowres import LowresRecorder
-from pipeline.score_config import scoring_params
-from pipeline.split import Splitter
-from pipeline.transcode import transcode_video
+from pipeline.config.curate import CurateConfig, SplitConfig, TranscodeConfig
+from pipeline.config.scores import scoring_params
+from pipeline.stages.frames import load_frames, remove_caches
+from pipeline.stages.lowres import LowresRecorder
+from pipeline.stages.split import Splitter
+from pipeline.stages.transcode import transcode_video
+from schemas.layout import partial_dir, video_dir
 
 # Keys of the split stage's working state that never leave the stage.
 _SCRATCH = ("frame_times", "blank_mask", "transition_mask", "cuts")
@@ -69,10 +70,6 @@ def score_fingerprint(cfg: CurateConfig) -> str:
     return _hash(parts)
 
 
-def video_dir(work: Path, video_id: str) -> Path:
-    return work / "videos" / video_id
-
-
 def load_staged(work: Path, video_id: str, fp: str) -> dict[str, Any] | None:
     """The staged record of a finished video made with the same settings, else None."""
     path = video_dir(work, video_id) / "record.json"
@@ -81,11 +78,6 @@ def load_staged(work: Path, video_id: str, fp: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return record if record.get("fingerprint") == fp else None
-
-
-def partial_dir(work: Path, video_id: str) -> Path:
-    """Where a video's clips are built; renamed to `video_dir` when complete."""
-    return work / "videos" / f"{video_id}.partial"
 
 
 class SplitStage:
@@ -184,7 +176,7 @@ class FinalizeStage:
         clip["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
         if self.thumbnails:
             try:
-                # The middle frame, decoded once for OCR/CLIP when they ran (pipeline.frames).
+                # The middle frame, decoded once for OCR/CLIP when they ran (stages/frames.py).
                 rgb = load_frames(folder, clip["clip_id"], (1,)).pick(1)[0]
                 (folder / f"{clip['clip_id']}.jpg").write_bytes(jpeg(rgb))
             except Exception as exc:  # noqa: BLE001 - a thumbnail is optional

@@ -86,7 +86,7 @@ CLIP_FIELDS: tuple[Field, ...] = (
         },
         doc="every caption found, with source and score",
     ),
-    # Scores: null when the stage was off or had nothing to score (reasons: pipeline/decide.py).
+    # Scores: null when the stage was off or had nothing to score (reasons: pipeline/pack/decide).
     Field(
         "motion_score",
         pa.float32(),

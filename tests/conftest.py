@@ -15,7 +15,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 @pytest.fixture(scope="session")
 def synth_raw(tmp_path_factory) -> tuple[Path, list[dict]]:
     """Four short synthetic videos (hard cuts, dissolves, black gaps, a long shot) + truth."""
-    from pipeline.synth import synthesize
+    from pipeline.synthetic.synth import synthesize
 
     root = tmp_path_factory.mktemp("raw")
     synthesize(root, 4, seed=0)
@@ -24,7 +24,7 @@ def synth_raw(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 @pytest.fixture(scope="session")
 def bad_inputs(tmp_path_factory) -> dict[str, Path]:
-    from pipeline.synth import make_bad_inputs
+    from pipeline.synthetic.synth import make_bad_inputs
 
     return make_bad_inputs(tmp_path_factory.mktemp("bad"))
 
@@ -62,7 +62,7 @@ JUNK = dict(
 @pytest.fixture(scope="session")
 def junk_raw(tmp_path_factory) -> tuple[Path, list[dict]]:
     """Synthetic footage with junk shots (static, flat, blurry, ad, sign, repeats) + truth."""
-    from pipeline.synth import synthesize
+    from pipeline.synthetic.synth import synthesize
 
     root = tmp_path_factory.mktemp("junk_raw")
     args = dict(JUNK)
@@ -73,7 +73,7 @@ def junk_raw(tmp_path_factory) -> tuple[Path, list[dict]]:
 def junk_curated(junk_raw, tmp_path_factory) -> tuple[Path, dict, list[dict]]:
     """`junk_raw` curated in-process with every filter at its default, plus CLIP with the
     tiny random model (auto would skip it without weights): (out, summary, truth)."""
-    from pipeline.config import build_config
+    from pipeline.config.curate import build_config
     from pipeline.driver import curate
 
     out = tmp_path_factory.mktemp("junk_out")

@@ -54,7 +54,7 @@ def _make_cli_class() -> type:
 def names_model_class(argv: list[str]) -> bool:
     """True when the YAML's `model:` has a `class_path` or `--model` names a class.
 
-    Then the model is chosen by class (`model: class_path: train.vae_module.
+    Then the model is chosen by class (`model: class_path: train.autoencoder.module.
     VideoAutoencoderModule`); otherwise it is VideoDiffusion and `model:` holds its
     arguments, as before.
     """
@@ -82,12 +82,12 @@ def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
     """
     import lightning as L
 
-    from train.cache import CacheError
+    from train.cache.format import CacheError
     from train.module import VideoDiffusion
 
     by_class = names_model_class(list(argv))
     if datamodule_class is None:
-        from train.data import VideoDataModule  # imported late: curation never pays for it
+        from train.data.module import VideoDataModule  # imported late: curation never pays for it
 
         datamodule_class = VideoDataModule
     try:
@@ -190,8 +190,8 @@ def sample_main(argv: list[str]) -> int:
     if not prompts:
         print("clipmill sample: give --prompt or --prompts-file", file=sys.stderr)
         return 2
+    from train.data.video_io import write_mp4
     from train.module import VideoDiffusion, frame_grid, to_uint8
-    from train.video_io import write_mp4
 
     moved = {"autoencoder": args.ckpt_vae} if args.ckpt_vae else {}
     model = VideoDiffusion.load_from_checkpoint(args.ckpt, map_location=args.device, **moved)

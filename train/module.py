@@ -1,6 +1,6 @@
 """The LightningModule: text-to-video rectified-flow training around the DiT.
 
-Batches are dicts from `train.data.VideoDataModule`: `video` `[B, C, T, H, W]`
+Batches are dicts from `train.data.module.VideoDataModule`: `video` `[B, C, T, H, W]`
 in [-1, 1], `caption` list[str], micro-conditions as `[B]` tensors (NaN when
 unknown), optional `weight` `[B]`; optionally `text_states`/`text_mask` with
 `text_encoder_id`, precomputed embeddings that are used when the id matches.
@@ -21,10 +21,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from train.dit import DiT, DiTConfig
-from train.ema import EMA
 from train.flow import FlowConfig, RectifiedFlow, guided, initial_noise, sample
-from train.text import TextEncoder, TextEncoderSpec, build_text_encoder
+from train.models.dit import DiT, DiTConfig
+from train.models.ema import EMA
+from train.models.text import TextEncoder, TextEncoderSpec, build_text_encoder
+from train.schedule import warmup_cosine
 
 # The EMA copy is in eval mode on purpose; Lightning warns about any such module.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
@@ -54,7 +55,7 @@ def _load_vae(spec: str | None, in_channels: int) -> Any:
     """The frozen autoencoder `spec` names (None: pixel space), checked against the DiT."""
     if not spec:
         return None
-    from train.autoencoder import load_autoencoder
+    from train.autoencoder.io import load_autoencoder
 
     try:
         vae = load_autoencoder(spec)
@@ -117,7 +118,7 @@ class VideoDiffusion(L.LightningModule):
             compile: torch.compile the denoiser.
             seed: seed of the training noise, timesteps and dropout.
             autoencoder: train in its latent space (`--data.kind latents`): a VAE .ckpt
-                or `diffusers:<folder>` (see train.autoencoder.load_autoencoder). Frozen,
+                or `diffusers:<folder>` (see train.autoencoder.model.load_autoencoder). Frozen,
                 kept out of the checkpoint like the text encoder; sampling decodes with it,
                 and a latent cache made by another VAE is refused. None = pixel space.
         """
@@ -272,7 +273,7 @@ class VideoDiffusion(L.LightningModule):
 
     def _check_cache(self, header: dict[str, Any]) -> dict[str, Any]:
         """Refuse a cache made by another VAE/text encoder; its sampling as the data's."""
-        from train.cache import check_header
+        from train.cache.format import check_header
 
         if self.vae is None:
             raise ValueError("--data.kind latents needs --model.autoencoder (the cache's VAE)")
@@ -380,7 +381,7 @@ class VideoDiffusion(L.LightningModule):
             experiment.add_image("samples", frame_grid(video.cpu()), step, dataformats="HWC")
         log_dir = getattr(self.logger, "log_dir", None) or self.trainer.default_root_dir
         try:
-            from train.video_io import write_mp4
+            from train.data.video_io import write_mp4
         except ImportError:  # the data half is not installed: TensorBoard only
             return
         import os
@@ -408,15 +409,7 @@ class VideoDiffusion(L.LightningModule):
         total = hp.max_steps or (self.trainer.max_steps if self._trainer else -1)
         warmup = max(hp.warmup_steps, 0)
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if total is None or total <= warmup:
-                return 1.0
-            progress = min(1.0, (step - warmup) / (total - warmup))
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (
-                1 + math.cos(math.pi * progress)
-            )
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(step, warmup, total, hp.min_lr_ratio)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -3,11 +3,6 @@
 Sources (one module each, run in `--caption.sources` order): `sidecar_timed`
 (`sidecar.py`), `sidecar_video` (`video_text.py`), `vlm` (`vlm.py`),
 `clip_zeroshot` (`zeroshot.py`), `filename` (`filename.py`). `stage.py` holds the
-Ray stages and the ranking rule. Importing this package stays light (no torch):
-`pipeline.config` imports its config.
+Ray stages and the ranking rule; `text.py` the candidate type and text clean-up.
+The section's settings are in `pipeline.config.captions`.
 """
-
-from pipeline.captions.config import CaptionConfig, VlmConfig, ZeroShotConfig
-from pipeline.captions.text import CaptionError
-
-__all__ = ["CaptionConfig", "CaptionError", "VlmConfig", "ZeroShotConfig"]

@@ -1,6 +1,6 @@
 """The CLIP model the caption stage scores with: the `--clip` section's model, text tower first.
 
-It is loaded by `pipeline.clip_embed.load_clip`, so caption scores live in the same
+It is loaded by `pipeline.stages.clip_embed.load_clip`, so caption scores live in the same
 space as the image embeddings the CLIP stage stores (`{clip_id}.emb.npy`, float16),
 and the caption stage reads those instead of decoding again. Only when a clip has no
 stored embedding (CLIP stage off) are its frames embedded here, the same way.
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.clip_embed import EMB_SUFFIX, load_clip, resolve_device, torch_threads
-from pipeline.frames import load_frames
+from pipeline.stages.clip_embed import EMB_SUFFIX, load_clip, resolve_device, torch_threads
+from pipeline.stages.frames import load_frames
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -35,7 +35,7 @@ class ClipModel:
     """An open_clip model, frozen, giving unit-norm numpy embeddings of texts and clips."""
 
     def __init__(self, clip_cfg: Any) -> None:
-        """`clip_cfg`: a `pipeline.score_config.ClipConfig` (model, pretrained, device, …)."""
+        """`clip_cfg`: a `pipeline.config.scores.ClipConfig` (model, pretrained, device, …)."""
         self.cfg = clip_cfg
         self.device = resolve_device(clip_cfg)
         with torch_threads(clip_cfg.threads):

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.captions.config import CaptionConfig, resolve_vocabulary
 from pipeline.captions.filename import filename_captions
 from pipeline.captions.sidecar import Timed, load_timed, timed_captions
 from pipeline.captions.text import Candidate
 from pipeline.captions.video_text import FolderTables, video_captions
+from pipeline.config.captions import CaptionConfig, resolve_vocabulary
 
 __all__ = ["CaptionStage", "Captioners", "VlmStage", "caption_video", "clip_scores_on", "rank"]
 
@@ -83,7 +83,7 @@ class Captioners:
         clip_on = clip_cfg is not None and clip_cfg.enabled
         if clip_on or zeroshot or cfg.text_embeddings or self.scoring:
             from pipeline.captions.clip_model import ClipModel
-            from pipeline.score_config import ClipConfig
+            from pipeline.config.scores import ClipConfig
 
             self.clip = ClipModel(clip_cfg or ClipConfig())
         if zeroshot:
@@ -114,7 +114,7 @@ def note(clip: dict[str, Any], exc: Exception, step: str) -> None:
 
 def run_vlm(video: dict[str, Any], vlm: Any, frames: int) -> None:
     """Add `vlm` captions to the kept clips, `batch_size` clips per generate()."""
-    from pipeline.frames import load_frames
+    from pipeline.stages.frames import load_frames
 
     clips = kept_clips(video)
     folder = Path(video.get("stage_dir") or "")

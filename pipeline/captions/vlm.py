@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.captions.config import VlmConfig
 from pipeline.captions.text import Candidate, clean_text, shorten
+from pipeline.config.captions import VlmConfig
 
 MODEL_CLASSES = ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM")
 

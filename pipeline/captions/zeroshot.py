@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.captions.clip_model import encode_text, unit
 from pipeline.captions.text import Candidate
-from pipeline.config_base import ConfigError
+from pipeline.config.base import ConfigError
 
 DEFAULT_TEMPLATES = ("a video of {}.", "a photo of {}.")
 # Where a category's tags go in the sentence when its file entry is a bare list.

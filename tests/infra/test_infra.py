@@ -107,7 +107,7 @@ def _wanted_custom(node: object) -> set[str]:
 
 def test_custom_resources_of_the_cluster_config_are_offered_by_the_clusters():
     """A stage asking for a resource no node offers would wait for ever: keep them in step."""
-    from pipeline.config import build_config
+    from pipeline.config.curate import build_config
 
     cfg = yaml.safe_load((ROOT / "configs" / "curate" / "cluster.yaml").read_text())
     build_config(cfg)

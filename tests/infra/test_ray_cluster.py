@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray_cluster]
 BIN = Path(sys.executable).parent
 STAGE = "TranscodeStage"  # the stage forced onto node2
 # The same curation in both runs; OCR and CLIP are off to keep the test short (their
-# placement is unit-tested in tests/pipeline/test_resources_config.py).
+# placement is unit-tested in tests/pipeline/config/test_resources.py).
 SHARED = {"filters": {"text": {"enabled": False}}, "clip": {"enabled": False}}
 PLACED = {"custom": {"node2": 1}, "concurrency": [1, 1]}
 
@@ -197,9 +197,9 @@ def _digest(out: Path) -> dict[str, str]:
 
 
 def test_curate_job_on_two_nodes_survives_a_killed_worker(cluster, tmp_path):
-    from pipeline.config import build_config
+    from pipeline.config.curate import build_config
     from pipeline.driver import curate
-    from pipeline.synth import synthesize
+    from pipeline.synthetic.synth import synthesize
 
     raw = tmp_path / "raw"
     synthesize(raw, 3, seed=3, width=160, height=96, duration_s=6.0)

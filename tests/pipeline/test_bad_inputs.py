@@ -7,7 +7,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import build_config
+from pipeline.config.curate import build_config
 from pipeline.driver import curate
 
 ERRORS = {

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from pipeline.config import build_config
+from pipeline.config.curate import build_config
 from pipeline.driver import NoInputError, curate
 from schemas import REJECT_REASONS, validate_clip
 

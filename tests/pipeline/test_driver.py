@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.config import StageResources
+from pipeline.config.resources import StageResources
 from pipeline.driver import ChainStage, fuse_cpu_stages
 
 

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import build_config
-from pipeline.probe import probe_video
+from pipeline.config.curate import build_config
+from pipeline.stages.probe import probe_video
 from pipeline.staging import (
     FinalizeStage,
     SplitStage,
     TranscodeStage,
     fingerprint,
     score_fingerprint,
-    video_dir,
 )
+from schemas.layout import video_dir
 
 
 def _tree(folder: Path) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -10,11 +12,12 @@ import pytest
 import torch
 import yaml
 
-from pipeline.shards import ShardWriter
+from schemas.shards import ShardWriter
 from train.cli import sample_main, train_main
-from train.video_io import encode_mp4
+from train.data.video_io import encode_mp4
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "train").glob("*.yaml"))
+CONFIGS_DIR = Path(__file__).parents[2] / "configs" / "train"
+CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
 TEST_YAML = str(Path(__file__).parents[2] / "configs" / "train" / "test.yaml")
 
 
@@ -127,7 +130,7 @@ def test_fit_resume_validate_and_sample(shards, tmp_path):
     mp4s = sorted(out.glob("*.mp4"))
     assert [p.name[:4] for p in mp4s] == ["000_", "001_", "002_"]
     assert (out / "grid.png").stat().st_size > 0
-    from train.video_io import Mp4Reader
+    from train.data.video_io import Mp4Reader
 
     reader = Mp4Reader(mp4s[0].read_bytes())
     assert reader.info.n_frames == 4 and (reader.info.height, reader.info.width) == (16, 16)
@@ -137,3 +140,26 @@ def test_fit_resume_validate_and_sample(shards, tmp_path):
 
 def test_sample_needs_a_prompt(tmp_path):
     assert sample_main(["--ckpt", str(tmp_path / "none.ckpt")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("class_path", "code"),
+    [
+        ("train.autoencoder.module.VideoAutoencoderModule", 0),
+        # Run folders saved before the layout move name the old module (train/vae_module.py).
+        ("train.vae_module.VideoAutoencoderModule", 0),
+        ("train.no_such_module.VideoAutoencoderModule", 2),
+    ],
+)
+def test_a_saved_autoencoder_config_still_names_a_loadable_class(class_path, code, tmp_path):
+    cfg = yaml.safe_load((CONFIGS_DIR / "vae_tiny.yaml").read_text(encoding="utf-8"))
+    cfg["model"]["class_path"] = class_path
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    argv = ["fit", "--config", str(saved), "--data.shards", "x.tar", "--print_config"]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert train_main(argv) == code
+    if code == 0:
+        printed = yaml.safe_load(out.getvalue())
+        assert printed["model"]["class_path"].endswith("VideoAutoencoderModule")
+        assert printed["model"]["init_args"]["autoencoder"]["latent_channels"] == 8

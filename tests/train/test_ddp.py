@@ -28,12 +28,12 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     import torch
 
-    from pipeline.shards import ShardWriter
-    from train.data import VideoDataModule
-    from train.dit import DiTConfig
+    from schemas.shards import ShardWriter
+    from train.data.module import VideoDataModule
+    from train.models.dit import DiTConfig
     from train.module import VideoDiffusion
-    from train.text import TextEncoderSpec
-    from train.video_io import encode_mp4
+    from train.models.text import TextEncoderSpec
+    from train.data.video_io import encode_mp4
 
     out = Path(sys.argv[1])
     devices, max_steps, resume, tag = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -129,7 +129,7 @@ def test_two_process_ddp_sees_disjoint_samples_and_stays_in_sync(first_run):
 
 def _epoch_keys(shards: Path, epoch: int) -> list[str]:
     """The keys a single process trains on in `epoch`, from the data module itself."""
-    from train.data import VideoDataModule
+    from train.data.module import VideoDataModule
 
     data = VideoDataModule(str(shards / "*.tar"), **DATA)
     data.setup("fit")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from train.dit import DiTConfig
+from train.models.dit import DiTConfig
+from train.models.text import TextEncoderSpec
 from train.module import VideoDiffusion
-from train.text import TextEncoderSpec
 
 COLOURS = {"red": (1.0, -1.0, -1.0), "blue": (-1.0, -1.0, 1.0)}
 
@@ -26,7 +26,7 @@ def moving_square(colour: str, direction: int, frames: int = 4, size: int = 16) 
 
 
 class Squares(Dataset):
-    """Samples exactly as `train.data.VideoDataModule` yields them (before collation)."""
+    """Samples exactly as `train.data.module.VideoDataModule` yields them (before collation)."""
 
     def __init__(self, n: int = 4) -> None:
         self.items = [(c, d) for c in COLOURS for d in (1, -1)][:n]

@@ -18,9 +18,9 @@ WORDS = _WORDS.split()
 
 
 def split_video(path: Path) -> dict:
-    from pipeline.config import SplitConfig
-    from pipeline.probe import probe_video
-    from pipeline.split import Splitter
+    from pipeline.config.curate import SplitConfig
+    from pipeline.stages.probe import probe_video
+    from pipeline.stages.split import Splitter
 
     video = Splitter(SplitConfig())(probe_video({"path": str(path)}))
     from pipeline.staging import _SCRATCH
@@ -40,8 +40,8 @@ def split_videos(synth_raw) -> list[tuple[dict, dict]]:
 @pytest.fixture(scope="session")
 def staged_video(synth_raw, tmp_path_factory) -> dict:
     """The shortest synthetic video, split and transcoded: `stage_dir` holds its clip mp4s."""
-    from pipeline.config import TranscodeConfig
-    from pipeline.transcode import transcode_video
+    from pipeline.config.curate import TranscodeConfig
+    from pipeline.stages.transcode import transcode_video
 
     root, truth = synth_raw
     entry = min(truth, key=lambda t: t["n_frames"])
@@ -58,8 +58,8 @@ def tiny_clip_cfg(tmp_path_factory):
     weights, so CLIP scores are on (auto) exactly as with a real checkpoint."""
     import torch
 
-    from pipeline.clip_embed import load_clip
-    from pipeline.score_config import TINY_CLIP, ClipConfig
+    from pipeline.config.scores import TINY_CLIP, ClipConfig
+    from pipeline.stages.clip_embed import load_clip
 
     model, _, _ = load_clip(ClipConfig(), "cpu")
     path = tmp_path_factory.mktemp("clip") / "tiny.pt"

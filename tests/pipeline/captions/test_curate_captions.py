@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from pipeline.config import SECTIONS, build_config
+from pipeline.config.curate import SECTIONS, build_config
 
 pytestmark = pytest.mark.skipif(
     "caption" not in SECTIONS, reason="caption stage not wired into the driver yet"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.captions.config import CaptionConfig, VlmConfig, ZeroShotConfig
 from pipeline.captions.stage import TXT_EMB_SUFFIX, caption_video, rank
 from pipeline.captions.text import Candidate
+from pipeline.config.captions import CaptionConfig, VlmConfig, ZeroShotConfig
 from schemas import empty_clip, validate_clip
 
 
@@ -143,7 +143,7 @@ def test_clip_scores_zeroshot_and_text_embeddings(staged_video, tiny_clip_cfg):
 def test_with_random_clip_weights_only_the_primary_gets_a_clip_score(staged_video):
     """Random weights: clip_score is filled (the CLIP stage's column), but the sources keep
     their own scores, which random cosines would only blur."""
-    from pipeline.score_config import ClipConfig
+    from pipeline.config.scores import ClipConfig
 
     video = caption_video(
         copy.deepcopy(staged_video), CaptionConfig(), ClipConfig(enabled=True, device="cpu")

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.captions.config import CaptionConfig, VlmConfig
 from pipeline.captions.stage import CaptionStage, VlmStage, caption_video
 from pipeline.captions.vlm import VlmCaptioner
+from pipeline.config.captions import CaptionConfig, VlmConfig
 
 
 def vlm_config(model: str, **kwargs) -> CaptionConfig:
@@ -57,7 +57,7 @@ def test_vlm_stage_then_caption_stage_as_on_ray(staged_video, tiny_llava):
 
 
 def test_a_missing_model_folder_fails_at_config_time(tmp_path):
-    from pipeline.config_base import ConfigError
+    from pipeline.config.base import ConfigError
 
     with pytest.raises(ConfigError, match="--caption.vlm.model"):
         VlmConfig(model=str(tmp_path / "absent"))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.captions.clip_model import ClipModel
-from pipeline.captions.config import resolve_vocabulary
 from pipeline.captions.zeroshot import ZeroShotCaptioner, load_vocabulary
+from pipeline.config.captions import resolve_vocabulary
 
 
 @pytest.fixture(scope="module")

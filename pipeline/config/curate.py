@@ -1,0 +1,261 @@
+"""Typed configuration of `clipmill curate`: one frozen dataclass per section.
+
+Each section validates itself in `__post_init__` and names the command-line flag
+in its message, so a bad value stops the run before any work, in one line.
+The command line (`--split.max_clip_s 10`) and YAML files (`configs/curate/`)
+fill the same fields through jsonargparse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline.config.base import ConfigError, check
+from pipeline.config.captions import CaptionConfig, check_caption_against_clip
+from pipeline.config.resources import StageResources
+from pipeline.config.scores import ClipConfig, DedupConfig, FiltersConfig, WeightsConfig
+
+__all__ = ["SECTIONS", "ConfigError", "CurateConfig", "StageResources", "build_config"]
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None
+    """Ray cluster to join ('auto', 'host:6379'); None starts a local Ray sized to
+    this machine; 'none' runs every stage in this process (no Ray). Ray Client
+    ('ray://…') cannot run Ray Data here: submit with `ray job submit` instead."""
+    num_cpus: int | None = None
+    """CPUs of the local Ray instance (None: all of this machine's)."""
+    fuse: bool = True
+    """Run consecutive CPU-only stages in one actor pool (a GPU stage keeps its own)."""
+
+    def __post_init__(self) -> None:
+        # Seen with Ray 2.60: Ray Data over Ray Client dies in its executor ('Worker' object
+        # has no attribute 'core_worker'); fail at start with the way that works.
+        check(
+            not (self.address or "").startswith("ray://"),
+            "ray.address",
+            "ray:// (Ray Client) cannot run Ray Data pipelines: run `ray job submit --address "
+            "http://HEAD:8265 -- clipmill curate … --ray.address auto` instead",
+        )
+        check(
+            self.num_cpus is None or self.num_cpus >= 1,
+            "ray.num_cpus",
+            f"must be >= 1, got {self.num_cpus}",
+        )
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    resources: StageResources = field(default_factory=lambda: StageResources(num_cpus=0.5))
+
+    def __post_init__(self) -> None:
+        self.resources.check("probe.resources")
+
+
+Detector = Literal["content", "adaptive", "transnetv2", "fixed"]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    detector: Detector = "content"
+    """content|adaptive (PySceneDetect), transnetv2 (learned), fixed (windows only, no cuts)."""
+    min_clip_s: float = 2.0
+    """Scenes shorter than this (after trimming) are kept as rows with reason too_short."""
+    max_clip_s: float = 10.0
+    """Longer scenes are cut into equal consecutive windows no longer than this."""
+    trim_s: float = 0.1
+    """Seconds dropped on each side of a cut, so no frame of a neighbouring shot leaks in."""
+    analysis_width: int = 96
+    """Width of the one low-resolution decode every detector and per-frame statistic uses."""
+    content_threshold: float = 27.0
+    adaptive_threshold: float = 3.0
+    transnet_threshold: float = 0.5
+    soft_window_s: float = 0.15
+    """Half-window of the soft-transition (dissolve/fade) guard; 0 turns it off."""
+    sample_fps: float = 4.0
+    """Analysis frames per second kept on disk for the filter stages (0: none)."""
+    blank_luma: float = 16.0
+    """Frames whose mean luma (0-255) is below this and nearly uniform count as blank."""
+    resources: StageResources = field(default_factory=StageResources)
+
+    def __post_init__(self) -> None:
+        check(
+            self.detector in ("content", "adaptive", "transnetv2", "fixed"),
+            "split.detector",
+            f"must be content|adaptive|transnetv2|fixed, got {self.detector!r}",
+        )
+        check(self.min_clip_s > 0, "split.min_clip_s", f"must be > 0, got {self.min_clip_s}")
+        check(
+            self.max_clip_s >= self.min_clip_s,
+            "split.max_clip_s",
+            f"must be >= --split.min_clip_s ({self.min_clip_s}), got {self.max_clip_s}",
+        )
+        check(self.trim_s >= 0, "split.trim_s", f"must be >= 0, got {self.trim_s}")
+        check(
+            16 <= self.analysis_width <= 1024,
+            "split.analysis_width",
+            f"must be in [16, 1024], got {self.analysis_width}",
+        )
+        check(
+            0 < self.transnet_threshold < 1,
+            "split.transnet_threshold",
+            f"must be in (0, 1), got {self.transnet_threshold}",
+        )
+        check(self.soft_window_s >= 0, "split.soft_window_s", "must be >= 0")
+        check(0 <= self.sample_fps <= 60, "split.sample_fps", "must be in [0, 60]")
+        self.resources.check("split.resources")
+
+
+@dataclass(frozen=True)
+class TranscodeConfig:
+    fps: float | None = None
+    """Output frame rate; None keeps the source's (average) rate."""
+    short_side: int | None = 360
+    """Output short side in pixels (never upscaled); None keeps the source size."""
+    crf: int = 23
+    preset: str = "veryfast"
+    threads: int = 2
+    """x264 threads; fixed so the output bytes are reproducible."""
+    keep_audio: bool = False
+    keyframe_interval_s: float | None = 1.0
+    """Longest gap between keyframes in the clips; None = x264's default (250 frames).
+    Training loaders seek to a random start, and decoding from the previous keyframe
+    dominates their cost, so short intervals make the shards cheaper to train on."""
+    resources: StageResources = field(default_factory=StageResources)
+
+    def __post_init__(self) -> None:
+        check(
+            self.keyframe_interval_s is None or 0.04 <= self.keyframe_interval_s <= 60,
+            "transcode.keyframe_interval_s",
+            f"must be in [0.04, 60] seconds or null, got {self.keyframe_interval_s}",
+        )
+        check(
+            self.fps is None or 1 <= self.fps <= 240,
+            "transcode.fps",
+            f"must be in [1, 240], got {self.fps}",
+        )
+        check(
+            self.short_side is None or 16 <= self.short_side <= 4320,
+            "transcode.short_side",
+            f"must be in [16, 4320], got {self.short_side}",
+        )
+        check(0 <= self.crf <= 51, "transcode.crf", f"must be in [0, 51], got {self.crf}")
+        presets = (
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+        )
+        check(self.preset in presets, "transcode.preset", f"must be one of {presets}")
+        check(1 <= self.threads <= 64, "transcode.threads", "must be in [1, 64]")
+        self.resources.check("transcode.resources")
+
+
+@dataclass(frozen=True)
+class ShardsConfig:
+    max_samples: int = 1000
+    max_bytes: int = 1 << 30
+    thumbnails: bool = True
+    """Store a middle-frame `{clip_id}.jpg` next to each clip."""
+
+    def __post_init__(self) -> None:
+        check(self.max_samples >= 1, "shards.max_samples", "must be >= 1")
+        check(self.max_bytes >= 1 << 16, "shards.max_bytes", "must be >= 65536")
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """Everything `clipmill curate` needs besides its inputs and output folder."""
+
+    ray: RayConfig = field(default_factory=RayConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    transcode: TranscodeConfig = field(default_factory=TranscodeConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+
+    def __post_init__(self) -> None:
+        check_caption_against_clip(self.caption, self.clip)
+        # Motion and perceptual hashes read the split's sampled frames: none, nothing to read.
+        sample_fps = self.split.sample_fps
+        for flag, on in (
+            ("filters.motion.enabled", self.filters.motion.enabled),
+            ("dedup.perceptual", self.dedup.perceptual),
+        ):
+            check(not on or sample_fps > 0, flag, "needs --split.sample_fps > 0 (or set false)")
+        for flag, on, fps in (
+            ("filters.motion.fps", self.filters.motion.enabled, self.filters.motion.fps),
+            ("dedup.hash_fps", self.dedup.perceptual, self.dedup.hash_fps),
+        ):
+            check(
+                not on or fps <= sample_fps,
+                flag,
+                f"must be <= --split.sample_fps ({sample_fps}), got {fps}",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {
+    "ray": RayConfig,
+    "probe": ProbeConfig,
+    "split": SplitConfig,
+    "transcode": TranscodeConfig,
+    "filters": FiltersConfig,
+    "clip": ClipConfig,
+    "dedup": DedupConfig,
+    "weights": WeightsConfig,
+    "caption": CaptionConfig,
+    "shards": ShardsConfig,
+}
+
+
+def build_config(values: dict[str, Any]) -> CurateConfig:
+    """Build a validated CurateConfig from nested plain dicts (YAML, parsed CLI, summary.json)."""
+    unknown = set(values) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known: {list(SECTIONS)}")
+    return CurateConfig(
+        **{name: _build(cls, values.get(name) or {}, name) for name, cls in SECTIONS.items()}
+    )
+
+
+def _field_default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """A (nested) section dataclass from a plain dict; unknown keys name their flag."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    extra = set(raw) - known
+    if extra:
+        raise ConfigError(f"--{prefix}.{sorted(extra)[0]} is not a known option")
+    kwargs = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            # A partial block changes only the keys it names, as the flags do: the rest keep
+            # this field's own default (CLIP's resources: concurrency 1, own pool), not the
+            # class's. Nested sections never resolve "auto" fields, so their defaults merge.
+            base = dataclasses.asdict(_field_default(cls, name))
+            value = _build(kind, {**base, **value}, f"{prefix}.{name}")
+        elif typing.get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)  # JSON (summary.json) has no tuples
+        kwargs[name] = value
+    return cls(**kwargs)

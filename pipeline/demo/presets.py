@@ -1,0 +1,52 @@
+"""How big `clipmill demo` is: the presets (smoke, default, bench) and the footage it films.
+
+The bottom of `pipeline.demo`: the training rows, the latent row and the command all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import KW_ONLY, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOLDOUT = ROOT / "configs" / "world" / "holdout.yaml"
+TINY = ROOT / "configs" / "train" / "tiny.yaml"
+# Junk like real footage, each kind built to trip one curation stage (synthetic/junk.py).
+JUNK = dict(static_prob=0.06, flat_prob=0.03, blurry_prob=0.05, ad_prob=0.05, sign_prob=0.03,
+            repeat_prob=0.1, miscaption_prob=0.08)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How big each stage is. `train` holds extra `clipmill train fit` flags."""
+
+    videos: int
+    width: int
+    height: int
+    shots: tuple[int, int]
+    steps: int
+    batch_size: int
+    sample_steps: int
+    _: KW_ONLY
+    vae_steps: int = 0
+    """autoencoder steps of `--latent` (0: as many as the DiT's)"""
+    fps: float = 12.0
+    """frame rate of the training samples: 8 frames at 6 fps span 1.3 s, enough to show the
+    slow steady motion of a 6-s shot at 32 px"""
+    train: tuple[str, ...] = ()
+
+
+SMOKE_MODEL = ("--model.dit.depth", "2", "--model.dit.width", "64", "--model.dit.heads", "2")
+PRESETS: dict[str, Preset] = {
+    # Wiring only (the test suite runs it): a 2-block model, a few steps, every stage real.
+    "smoke": Preset(3, 128, 72, (3, 4), 12, 4, 3, train=SMOKE_MODEL),
+    # `make demo`: under 10 minutes on 2 cores; learns colour, not yet shape or direction.
+    "default": Preset(16, 192, 108, (3, 7), 500, 16, 20, fps=6),
+    # The benchmark: about 40 minutes on 2 cores; with --ablate naive both models train side
+    # by side on one core each (76 minutes measured on 2 cores).
+    "bench": Preset(60, 320, 180, (3, 7), 3000, 16, 30, fps=6),
+}  # fmt: skip
+SHORT_SIDE = 90  # curated/naive clips; the trainer resizes to 32 px
+# Extra prompts of seen combinations in unseen words ("a crimson disc drifting leftward"):
+# does the pretrained text encoder carry the meaning over? Scored as the `paraphrase` group.
+PARAPHRASES = 20

@@ -1,0 +1,147 @@
+"""Stage 3 (1:N per video): one ffmpeg pass writes every candidate clip as its own mp4.
+
+Row in:  a split video record with `clips` (source frames and seconds).
+Row out: the record with each clip's output facts (fps, n_frames, width,
+         height) or an error; the mp4 files lie in `clip_dir/{clip_id}.mp4`.
+
+The source is decoded once: keyframes are forced at every clip boundary and
+the segment muxer cuts there (frame-exact, measured as fast as a single-file
+encode). Segments between clips (trimmed margins, rejected rows) are deleted.
+
+Frame mapping of ffmpeg's `fps` filter (checked on a frame-numbered video):
+output frame k shows the last source frame whose time is < (k + 0.5) / fps.
+So a clip [t_s, t_e) maps to output frames [floor(t_s·fps − ½) + 1, floor(t_e·fps − ½) + 1).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipeline.config.curate import TranscodeConfig
+from pipeline.ffmpeg import run_ffmpeg
+
+
+def output_frame(t: float, fps: float) -> int:
+    """First output frame at or after source time t (see the module docstring)."""
+    return math.floor(t * fps - 0.5 + 1e-9) + 1
+
+
+def output_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """Even output size keeping aspect; never upscales."""
+    if short_side and min(width, height) > short_side:
+        scale = short_side / min(width, height)
+        width, height = width * scale, height * scale
+    return max(2, int(width) // 2 * 2), max(2, int(height) // 2 * 2)
+
+
+def ffmpeg_args(
+    src: str,
+    pattern: str,
+    bounds: list[int],
+    fps: float,
+    size: tuple[int, int],
+    cfg: TranscodeConfig,
+) -> list[str]:
+    """Arguments of one segmenting encode; `bounds` are output frames where segments start."""
+    w, h = size
+    vf = f"setpts=PTS-STARTPTS,fps={fps!r},scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p"
+    keys = ",".join(f"{(k - 0.25) / fps:.6f}" for k in bounds)
+    args = ["-i", src, "-map", "0:v:0"]
+    args += ["-map", "0:a:0?", "-c:a", "aac"] if cfg.keep_audio else ["-an"]
+    args += [
+        "-sn",
+        "-dn",
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
+        "-vf",
+        vf,
+        "-c:v",
+        "libx264",
+        "-preset",
+        cfg.preset,
+        "-crf",
+        str(cfg.crf),
+        "-threads",
+        str(cfg.threads),
+        "-pix_fmt",
+        "yuv420p",
+        *_keyint(fps, cfg.keyframe_interval_s),
+        "-flags",
+        "+bitexact",
+        "-fflags",
+        "+bitexact",
+        "-f",
+        "segment",
+        "-reset_timestamps",
+        "1",
+        "-segment_format",
+        "mp4",
+        "-segment_format_options",
+        "movflags=+faststart",
+    ]
+    if bounds:
+        args += ["-force_key_frames", keys, "-segment_frames", ",".join(map(str, bounds))]
+    else:
+        args += ["-segment_time", "1e9"]
+    return [*args, pattern]
+
+
+def _keyint(fps: float, seconds: float | None) -> list[str]:
+    return [] if seconds is None else ["-g", str(max(1, round(fps * seconds)))]
+
+
+def plan_segments(clips: list[dict], fps: float) -> tuple[list[int], dict[int, dict]]:
+    """Segment start frames, and which segment index holds which wanted clip."""
+    spans = []
+    for c in clips:
+        a, b = output_frame(c["start_s"], fps), output_frame(c["end_s"], fps)
+        c["n_frames"] = b - a
+        if b > a:
+            spans.append((a, b, c))
+    starts = sorted({x for a, b, _ in spans for x in (a, b)} - {0})
+    index = {f: i + 1 for i, f in enumerate(starts)}  # segment i starts at starts[i-1]
+    return starts, {0 if a == 0 else index[a]: c for a, _, c in spans}
+
+
+def transcode_video(video: dict[str, Any], cfg: TranscodeConfig, clip_dir: Path) -> None:
+    """Encode the video's clips without reject reasons into clip_dir; mark failures on rows."""
+    wanted = [c for c in video["clips"] if not c["reject_reasons"]]
+    if not wanted:
+        return
+    fps = float(cfg.fps or video["fps"])
+    size = output_size(video["width"], video["height"], cfg.short_side)
+    bounds, by_segment = plan_segments(wanted, fps)
+    seg_dir = clip_dir / "segments"
+    shutil.rmtree(seg_dir, ignore_errors=True)
+    seg_dir.mkdir(parents=True)
+    try:
+        run_ffmpeg(
+            ffmpeg_args(video["local_path"], str(seg_dir / "%06d.mp4"), bounds, fps, size, cfg)
+        )
+    except Exception as exc:  # noqa: BLE001 - an encode failure is data on the clip rows
+        for c in wanted:
+            _fail(c, f"transcode: {exc}")
+        shutil.rmtree(seg_dir, ignore_errors=True)
+        return
+    for seg, clip in by_segment.items():
+        path = seg_dir / f"{seg:06d}.mp4"
+        if not path.exists():
+            _fail(clip, f"transcode: segment {seg} missing")
+            continue
+        os.replace(path, clip_dir / f"{clip['clip_id']}.mp4")
+        clip.update(fps=fps, width=size[0], height=size[1])
+    for c in wanted:
+        if c.get("n_frames", 0) <= 0 and "error" not in c["reject_reasons"]:
+            _fail(c, "transcode: clip shorter than one output frame")
+    shutil.rmtree(seg_dir, ignore_errors=True)
+
+
+def _fail(clip: dict, message: str) -> None:
+    clip["reject_reasons"] = [*clip["reject_reasons"], "error"]
+    clip["errors"] = message[:300]

@@ -1,0 +1,42 @@
+"""Every shipped curate YAML parses; bad values name their flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config.curate import ConfigError, build_config
+
+CONFIGS = sorted((Path(__file__).parents[3] / "configs" / "curate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_build(path):
+    build_config(yaml.safe_load(path.read_text()) or {})
+
+
+def test_shipped_configs_parse_through_the_cli_parser(tmp_path):
+    from pipeline.cli import curate_parser
+
+    parser = curate_parser()
+    for path in CONFIGS:
+        parser.parse_args(["--config", str(path), "x", "--output", str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    ("values", "flag"),
+    [
+        ({"split": {"min_clip_s": 0}}, "--split.min_clip_s"),
+        ({"split": {"trim_s": -1}}, "--split.trim_s"),
+        ({"transcode": {"fps": 0.5}}, "--transcode.fps"),
+        ({"transcode": {"preset": "warp"}}, "--transcode.preset"),
+        ({"split": {"resources": {"num_cpus": 0}}}, "--split.resources.num_cpus"),
+        ({"nope": {}}, "nope"),
+        ({"split": {"typo": 1}}, "--split.typo"),
+    ],
+)
+def test_bad_values_name_the_flag(values, flag):
+    with pytest.raises(ConfigError, match=flag.replace(".", r"\.")):
+        build_config(values)

@@ -1,0 +1,116 @@
+"""Split accuracy against synth ground truth, and the clip planning rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.config.curate import SplitConfig
+from pipeline.stages.probe import probe_video
+from pipeline.stages.split import Splitter, plan_clips
+
+
+def _inside(clip: dict, shots: list[dict], tol: int = 2) -> bool:
+    return any(
+        s["start_frame"] - tol <= clip["start_frame"] and clip["end_frame"] <= s["end_frame"] + tol
+        for s in shots
+    )
+
+
+@pytest.mark.parametrize("detector", ["content", "adaptive", "transnetv2"])
+def test_kept_clips_lie_inside_one_shot_and_every_long_shot_yields_a_clip(synth_raw, detector):
+    root, truth = synth_raw
+    cfg = SplitConfig(detector=detector)
+    splitter = Splitter(cfg)
+    for t in truth:
+        video = splitter(probe_video({"path": str(root / t["file"])}))
+        assert video["status"] == "ok", video.get("error")
+        shots = [s for s in t["shots"] if s["kind"] == "shot"]
+        kept = [c for c in video["clips"] if not c["reject_reasons"]]
+        for c in kept:
+            assert _inside(c, shots), (t["file"], c, t["shots"])
+            assert c["duration_s"] <= cfg.max_clip_s + 1e-6
+            assert c["duration_s"] >= cfg.min_clip_s - 1e-6
+        for s in shots:
+            if (s["end_frame"] - s["start_frame"]) / t["fps"] >= cfg.min_clip_s + 0.5:
+                assert any(_inside(c, [s]) for c in kept), (t["file"], s)
+
+
+def test_dissolves_and_black_gaps_become_rejected_rows(synth_raw):
+    root, truth = synth_raw
+    splitter = Splitter(SplitConfig())
+    seen = {"dissolve": 0, "black": 0}
+    for t in truth:
+        clips = splitter(probe_video({"path": str(root / t["file"])}))["clips"]
+        for seg in t["shots"]:
+            if seg["kind"] == "shot":
+                continue
+            seen[seg["kind"]] += 1
+            mid = (seg["start_frame"] + seg["end_frame"]) // 2
+            owner = [c for c in clips if c["start_frame"] <= mid < c["end_frame"]]
+            want = "transition" if seg["kind"] == "dissolve" else "blank"
+            assert owner and owner[0]["reject_reasons"] == [want], (t["file"], seg, owner)
+    assert seen["dissolve"] and seen["black"], "fixture should contain both"
+
+
+def test_long_shot_is_cut_into_equal_windows_none_longer_than_max(synth_raw):
+    root, truth = synth_raw
+    cfg = SplitConfig(max_clip_s=4.0)
+    clips = Splitter(cfg)(probe_video({"path": str(root / truth[0]["file"])}))["clips"]
+    long_scene = max(
+        {c["scene_index"] for c in clips}, key=lambda s: sum(c["scene_index"] == s for c in clips)
+    )
+    windows = [c for c in clips if c["scene_index"] == long_scene]
+    assert len(windows) >= 3
+    assert all(c["duration_s"] <= 4.0 + 1e-6 for c in windows)
+    # consecutive: each window starts where the previous ended
+    assert all(
+        a["end_frame"] == b["start_frame"] for a, b in zip(windows, windows[1:], strict=False)
+    )
+
+
+def _analysed(n: int, cuts: list[int], fps: float = 10.0, blank=(), transition=()) -> dict:
+    b, t = np.zeros(n, bool), np.zeros(n, bool)
+    b[list(blank)] = True
+    t[list(transition)] = True
+    return {
+        "video_id": "0" * 16,
+        "n_frames": n,
+        "fps": fps,
+        "duration_s": n / fps,
+        "frame_times": [i / fps for i in range(n)],
+        "cuts": cuts,
+        "blank_mask": b,
+        "transition_mask": t,
+    }
+
+
+def test_plan_trims_at_cuts_only_and_marks_short_scenes():
+    cfg = SplitConfig(min_clip_s=2.0, max_clip_s=10.0, trim_s=0.2, soft_window_s=0)
+    clips = plan_clips(_analysed(100, [30, 45]), cfg)
+    spans = [(c["start_frame"], c["end_frame"], c["reject_reasons"]) for c in clips]
+    # video start is not trimmed, both sides of each cut are (2 frames at 10 fps)
+    assert spans == [(0, 28, []), (32, 43, ["too_short"]), (47, 100, [])]
+
+
+def test_plan_accounts_every_frame_except_trims():
+    cfg = SplitConfig(min_clip_s=1.0, max_clip_s=3.0, trim_s=0.0)
+    clips = plan_clips(_analysed(200, [50], blank=range(120, 130), transition=range(60, 66)), cfg)
+    covered = sorted((c["start_frame"], c["end_frame"]) for c in clips)
+    assert covered[0][0] == 0 and covered[-1][1] == 200
+    assert all(a[1] == b[0] for a, b in zip(covered, covered[1:], strict=False))
+    reasons = {(c["start_frame"], c["end_frame"]): c["reject_reasons"] for c in clips}
+    assert reasons[(120, 130)] == ["blank"] and reasons[(60, 66)] == ["transition"]
+
+
+def test_fixed_detector_ignores_content_and_windows_the_whole_video(synth_raw):
+    root, truth = synth_raw
+    cfg = SplitConfig(detector="fixed", max_clip_s=4.0, min_clip_s=1.0, trim_s=0.0)
+    video = Splitter(cfg)(probe_video({"path": str(root / truth[1]["file"])}))
+    spans = [
+        (c["start_frame"], c["end_frame"])
+        for c in video["clips"]
+        if "blank" not in c["reject_reasons"]
+    ]
+    assert spans[0][0] == 0
+    assert all(c["duration_s"] <= 4.0 + 1e-6 for c in video["clips"])

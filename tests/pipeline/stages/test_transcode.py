@@ -1,0 +1,122 @@
+"""Frame-exact transcoding: clips start and end on the frames the manifest names."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from pipeline.config.curate import TranscodeConfig
+from pipeline.stages.transcode import output_frame, output_size, transcode_video
+
+BITS, W, H = 10, 320, 64
+
+
+def _write_numbered(path, n: int, fps: int) -> None:
+    """Frame i shows i as a black/white barcode (robust to compression)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.options = {"crf": "10", "g": "50"}
+        s.codec_context.time_base = Fraction(1, fps)
+        for i in range(n):
+            img = np.zeros((H, W, 3), np.uint8)
+            for b in range(BITS):
+                if (i >> b) & 1:
+                    img[:, b * 32 : (b + 1) * 32] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def _read_numbers(path) -> list[int]:
+    out = []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            cols = f.to_ndarray(format="rgb24").mean(axis=(0, 2))
+            out.append(sum(1 << b for b in range(BITS) if cols[b * 32 + 16] > 127))
+    return out
+
+
+@pytest.fixture(scope="module")
+def numbered(tmp_path_factory):
+    path = tmp_path_factory.mktemp("num") / "numbered.mp4"
+    _write_numbered(path, 300, 30)
+    return path
+
+
+@pytest.mark.parametrize("out_fps", [None, 24.0, 60.0])
+def test_clips_hold_exactly_their_source_frames(numbered, tmp_path, out_fps):
+    spans = [(10, 40), (50, 80), (80, 120), (250, 300)]
+    clips = [
+        {"clip_id": f"c{a}", "start_s": a / 30, "end_s": b / 30, "reject_reasons": []}
+        for a, b in spans
+    ]
+    video = {"clips": clips, "fps": 30.0, "width": W, "height": H, "local_path": str(numbered)}
+    transcode_video(video, TranscodeConfig(fps=out_fps, short_side=None, crf=10), tmp_path)
+    fo = out_fps or 30.0
+    for (a, b), clip in zip(spans, clips, strict=True):
+        got = _read_numbers(tmp_path / f"{clip['clip_id']}.mp4")
+        assert clip.get("errors") is None
+        assert len(got) == clip["n_frames"] == round((b - a) / 30 * fo)
+        assert a <= got[0] <= a + 1 and b - 1 - 1 <= got[-1] <= b - 1
+        if out_fps is None:
+            assert got == list(range(a, b))
+    assert not list(tmp_path.glob("segments*"))
+
+
+def test_rejected_clips_are_not_encoded(numbered, tmp_path):
+    clips = [
+        {"clip_id": "keep", "start_s": 0.0, "end_s": 1.0, "reject_reasons": []},
+        {"clip_id": "drop", "start_s": 1.0, "end_s": 2.0, "reject_reasons": ["too_short"]},
+    ]
+    video = {"clips": clips, "fps": 30.0, "width": W, "height": H, "local_path": str(numbered)}
+    transcode_video(video, TranscodeConfig(short_side=None), tmp_path)
+    assert (tmp_path / "keep.mp4").exists() and not (tmp_path / "drop.mp4").exists()
+
+
+def test_output_frame_mapping_and_sizes():
+    assert output_frame(0.0, 24) == 0
+    assert output_frame(1.0, 30) == 30
+    assert output_size(1280, 720, 360) == (640, 360)
+    assert output_size(720, 1280, 360) == (360, 640)
+    assert output_size(321, 179, 360) == (320, 178)  # never upscaled, made even (down)
+    assert output_size(1920, 1080, None) == (1920, 1080)
+
+
+def test_bad_source_marks_clips_as_errors(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    clips = [{"clip_id": "x", "start_s": 0.0, "end_s": 1.0, "reject_reasons": []}]
+    transcode_video(
+        {"clips": clips, "fps": 30.0, "width": 64, "height": 64, "local_path": str(bad)},
+        TranscodeConfig(),
+        tmp_path,
+    )
+    assert clips[0]["reject_reasons"] == ["error"] and "transcode" in clips[0]["errors"]
+
+
+def _keyframes(path) -> list[int]:
+    with av.open(str(path)) as c:
+        return [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
+
+
+@pytest.mark.parametrize("interval", [0.5, None])
+def test_keyframe_interval_bounds_the_seek_cost(numbered, tmp_path, interval):
+    clips = [{"clip_id": "c", "start_s": 1.0, "end_s": 4.0, "reject_reasons": []}]
+    video = {"clips": clips, "fps": 30.0, "width": W, "height": H, "local_path": str(numbered)}
+    cfg = TranscodeConfig(short_side=None, keyframe_interval_s=interval)
+    transcode_video(video, cfg, tmp_path)
+    keys = _keyframes(tmp_path / "c.mp4")
+    ends = [*keys, 90]  # the clip is 3 s at 30 fps
+    gaps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    assert keys[0] == 0
+    if interval is None:  # x264's default allows 250 frames; the barcode forces few cuts
+        assert max(gaps) > 15
+    else:  # a loader seeking anywhere decodes at most 15 frames to get there
+        assert max(gaps) <= 15

@@ -1,0 +1,153 @@
+"""The denoiser: shapes for any frame count/size, conditioning paths, init, config checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from train.models.attention import Rope3D, apply_rope
+from train.models.dit import DiT, DiTConfig
+
+TEXT_DIM = 16
+
+
+def tiny(**kw) -> DiTConfig:
+    base = dict(width=32, depth=2, heads=2, text_dim=TEXT_DIM, patch_t=2, patch_s=4)
+    return DiTConfig(**{**base, **kw})
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """adaLN-Zero makes a fresh model output exactly 0; perturb it to see real paths."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def inputs(shape, seed=0, length=5):
+    g = torch.Generator().manual_seed(seed)
+    b = shape[0]
+    x = torch.randn(shape, generator=g)
+    t = torch.rand(b, generator=g)
+    states = torch.randn(b, length, TEXT_DIM, generator=g)
+    mask = torch.ones(b, length, dtype=torch.bool)
+    mask[0, 2:] = False
+    micro = {"fps": torch.full((b,), 8.0), "motion_score": torch.rand(b, generator=g)}
+    return x, t, states, mask, micro
+
+
+@pytest.mark.parametrize(
+    "attention, pos_embed", [("factorized", "rope"), ("factorized", "learned"), ("full", "rope")]
+)
+@pytest.mark.parametrize(
+    "shape", [(1, 3, 8, 32, 32), (1, 3, 5, 20, 36), (2, 3, 1, 8, 8), (1, 3, 16, 16, 24)]
+)
+def test_output_shape_matches_input_for_any_frames_and_size(attention, pos_embed, shape):
+    model = randomize(DiT(tiny(attention=attention, pos_embed=pos_embed)))
+    out = model(*inputs(shape))
+    assert out.shape == shape
+    assert torch.isfinite(out).all()
+
+
+def test_learned_positions_interpolate_past_their_table():
+    model = randomize(DiT(tiny(pos_embed="learned", max_grid=(2, 2, 2))))
+    shape = (1, 3, 8, 32, 32)  # grid 4 x 8 x 8, larger than the 2 x 2 x 2 tables
+    assert model(*inputs(shape)).shape == shape
+
+
+def test_fresh_model_outputs_zero_adaln_zero():
+    model = DiT(tiny())
+    assert torch.equal(model(*inputs((2, 3, 4, 16, 16))), torch.zeros(2, 3, 4, 16, 16))
+
+
+def test_nan_micro_condition_is_the_learned_null():
+    model = randomize(DiT(tiny())).eval()
+    x, t, s, m, micro = inputs((2, 3, 4, 16, 16))
+    missing = {k: v for k, v in micro.items() if k != "fps"}
+    as_nan = {**micro, "fps": torch.full((2,), math.nan)}
+    assert torch.allclose(model(x, t, s, m, missing), model(x, t, s, m, as_nan))
+    assert not torch.allclose(model(x, t, s, m, micro), model(x, t, s, m, as_nan))
+
+
+def test_each_conditioning_input_changes_the_output():
+    model = randomize(DiT(tiny())).eval()
+    x, t, s, m, micro = inputs((2, 3, 4, 16, 16))
+    base = model(x, t, s, m, micro)
+    assert not torch.allclose(base, model(x, t * 0.5, s, m, micro))
+    assert not torch.allclose(base, model(x, t, s + 1, m, micro))
+    assert not torch.allclose(base, model(x, t, s, torch.zeros_like(m), micro))
+
+
+def test_masked_text_tokens_are_ignored():
+    model = randomize(DiT(tiny())).eval()
+    x, t, s, m, micro = inputs((2, 3, 4, 16, 16))
+    s2 = s.clone()
+    s2[0, 2:] = 100.0  # row 0 masks tokens 2+
+    assert torch.allclose(model(x, t, s, m, micro)[0], model(x, t, s2, m, micro)[0], atol=1e-5)
+
+
+def test_fully_masked_caption_is_finite():
+    # The CFG null path: no valid text token at all; the null token keeps it defined.
+    model = randomize(DiT(tiny())).eval()
+    x, t, s, m, micro = inputs((2, 3, 4, 16, 16))
+    assert torch.isfinite(model(x, t, s, torch.zeros_like(m), micro)).all()
+
+
+def test_factorized_attention_mixes_frames_through_time_attention():
+    # One frame per patch, so only temporal attention can carry frame 0 to the others.
+    model = randomize(DiT(tiny(patch_t=1))).eval()
+    x, t, s, m, micro = inputs((1, 3, 4, 8, 8))
+    x2 = x.clone()
+    x2[:, :, 0] += 1.0
+    diff = (model(x, t, s, m, micro) - model(x2, t, s, m, micro)).abs().amax(dim=(0, 1, 3, 4))
+    assert (diff[1:] > 0).all()
+
+
+def test_drop_micro_uses_its_own_probability_per_name():
+    cfg = tiny(micro_dropout={"fps": 1.0, "motion_score": 0.0})
+    model = DiT(cfg)
+    micro = {"fps": torch.ones(64), "motion_score": torch.ones(64)}
+    out = model.drop_micro(micro, torch.Generator().manual_seed(0))
+    assert torch.isnan(out["fps"]).all()
+    assert not torch.isnan(out["motion_score"]).any()
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = randomize(DiT(tiny(grad_checkpointing=flag)))
+        model(*inputs((1, 3, 4, 16, 16))).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_rope_is_relative():
+    rope = Rope3D(head_dim=12, theta=100.0)
+    cos, sin = rope((4, 3, 3))
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(12, generator=g).expand(1, 4, 3, 3, 1, 12)
+    k = torch.randn(12, generator=g).expand(1, 4, 3, 3, 1, 12)
+    qr, kr = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    # Same offset (1 frame, 1 row) from two different origins: same dot product.
+    a = (qr[0, 1, 1, 1, 0] * kr[0, 0, 0, 1, 0]).sum()
+    b = (qr[0, 3, 2, 0, 0] * kr[0, 2, 1, 0, 0]).sum()
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kw, flag",
+    [
+        (dict(width=30, heads=4), "width"),
+        (dict(micro_dropout={"nope": 0.1}), "micro_dropout"),
+        (dict(micro_dropout=1.5), "micro_dropout"),
+        (dict(micro_conditions=("fps", "fps")), "micro_conditions"),
+        (dict(depth=0), "depth"),
+    ],
+)
+def test_bad_config_names_the_flag(kw, flag):
+    with pytest.raises(ValueError, match=f"--model.dit.{flag}"):
+        tiny(**kw)
