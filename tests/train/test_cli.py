@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,8 @@ import pytest
 import torch
 import yaml
 
-from schemas.shards import ShardWriter
+from schemas import empty_clip
 from train.cli import sample_main, train_main
-from train.data.video_io import encode_mp4
 
 CONFIGS_DIR = Path(__file__).parents[2] / "configs" / "train"
 CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
@@ -29,33 +27,22 @@ def square_clip(direction: int, frames: int = 6, size: int = 24) -> np.ndarray:
     return video
 
 
-def write_shards(out: Path, n: int = 6) -> str:
-    with ShardWriter(out, max_samples=4) as writer:
-        for i in range(n):
-            key = f"{i:016x}_{0:07d}_{6:07d}"
-            side = "right" if i % 2 else "left"
-            caption = f"a red square moving {side}"
-            record = {
-                "clip_id": key,
-                "caption": caption,
-                "fps": 12.0,
-                "n_frames": 6,
-                "width": 24,
-                "height": 24,
-                "motion_score": 1.5,
-                "clip_score": None,
-                "aesthetic": None,
-                "sample_weight": None,
-                "captions": [{"text": caption, "source": "vlm", "score": 0.9}],
-            }
-            mp4 = encode_mp4(square_clip(1 if i % 2 else -1), 12.0)
-            writer.write(key, {"mp4": mp4, "txt": caption, "json": json.dumps(record)})
-    return str(out / "*.tar")
+def clip_samples(n: int = 6):
+    """(key, video, record) of `n` 6-frame clips, a red square going left or right in turn."""
+    for i in range(n):
+        key = f"{i:016x}_{0:07d}_{6:07d}"
+        caption = f"a red square moving {'right' if i % 2 else 'left'}"
+        record = empty_clip(
+            clip_id=key, caption=caption, fps=12.0, n_frames=6, width=24, height=24,
+            motion_score=1.5, captions=[{"text": caption, "source": "vlm", "score": 0.9}],
+            kept=True,
+        )  # fmt: skip
+        yield key, square_clip(1 if i % 2 else -1), record
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> str:
-    return write_shards(tmp_path_factory.mktemp("shards"))
+def shards(tmp_path_factory, shard_writer) -> str:
+    return shard_writer(tmp_path_factory.mktemp("shards"), clip_samples(), 12.0, max_samples=4)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
@@ -78,7 +65,7 @@ def test_bad_flag_fails_at_start_naming_it(tmp_path, capsys):
     assert "attention" in capsys.readouterr().err
 
 
-def test_fit_resume_validate_and_sample(shards, tmp_path):
+def test_fit_resume_validate_and_sample(shards, tmp_path, logged_tags):
     root = tmp_path / "run"
     common = [
         "--config",
@@ -93,7 +80,9 @@ def test_fit_resume_validate_and_sample(shards, tmp_path):
     fit = ["fit", *common, "--trainer.max_steps", "3", "--model.sample_every_n_steps", "2"]
     assert train_main(fit) == 0
     assert len(list(root.glob("**/samples/step0000002/*.mp4"))) == 2  # the default prompts
-    assert list(root.glob("**/events.out.tfevents.*"))  # TensorBoard: losses and sample grids
+    scalars, images = logged_tags(root)  # TensorBoard: losses and sample grids
+    assert {"train/loss", "train/lr", "val/loss", "val/loss_t0.1", "val/loss_t0.9"} <= scalars
+    assert images == {"samples"}
     last = root / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 3 and int(ckpt["state_dict"]["ema.num_updates"]) == 3

@@ -10,9 +10,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from train.models.dit import DiTConfig
-from train.models.text import TextEncoderSpec
+from train.models.text import TextEncoderSpec, build_text_encoder
 from train.module import VideoDiffusion
 
+TEXT = TextEncoderSpec(kind="random", dim=16)
 COLOURS = {"red": (1.0, -1.0, -1.0), "blue": (-1.0, -1.0, 1.0)}
 
 
@@ -56,21 +57,8 @@ def batch_of(n: int = 4) -> dict:
 def tiny_module(**kw) -> VideoDiffusion:
     torch.manual_seed(0)
     dit = DiTConfig(width=32, depth=2, heads=2, patch_t=2, patch_s=4)
-    args = dict(dit=dit, text=TextEncoderSpec(kind="random", dim=16), lr=2e-3, warmup_steps=2)
+    args = dict(dit=dit, text=TEXT, lr=2e-3, warmup_steps=2)
     return VideoDiffusion(**{**args, **kw})
-
-
-def trainer(**kw) -> L.Trainer:
-    args = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    return L.Trainer(**{**args, **kw})
 
 
 def test_flow_loss_on_a_batch_trains_the_dit_only():
@@ -83,18 +71,48 @@ def test_flow_loss_on_a_batch_trains_the_dit_only():
     assert "text_encoder" not in str(list(module.state_dict()))  # rebuilt from its spec
 
 
+class Recorder(torch.nn.Module):
+    """Wraps a denoiser and keeps the text states and mask it was called with."""
+
+    def __init__(self, dit: torch.nn.Module) -> None:
+        super().__init__()
+        self.dit, self.calls = dit, []
+
+    def forward(self, x, t, states, mask, micro):
+        self.calls.append((states, mask))
+        return self.dit(x, t, states, mask, micro)
+
+
+def text_used(module: VideoDiffusion, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (states, mask) that reach the denoiser in a loss on `batch`."""
+    recorder = Recorder(module.dit)
+    t = torch.full((len(batch["caption"]),), 0.5)
+    module.flow_loss(batch, None, t, torch.zeros_like(batch["video"]), train=False, model=recorder)
+    assert len(recorder.calls) == 1
+    return recorder.calls[0]
+
+
 def test_precomputed_text_states_are_used_only_when_the_encoder_matches():
     module = tiny_module()
     batch = batch_of()
-    fake = torch.zeros(4, 3, 16)
-    batch.update(text_states=fake, text_mask=torch.ones(4, 3, dtype=torch.bool))
+    stored = torch.randn(4, 3, 16, generator=torch.Generator().manual_seed(1))
+    stored_mask = torch.tensor([[True, True, True], [True, False, False]] * 2)
+    batch.update(text_states=stored, text_mask=stored_mask)
     batch["text_encoder_id"] = [module.encoder.encoder_id] * 4
-    assert module.encode_text(batch)[0] is fake
-    batch["text_encoder_id"] = ["hf:something-else"] * 4
-    assert (
-        module.encode_text(batch)[0].shape[-1] == 16
-        and module.encode_text(batch)[0].abs().sum() > 0
-    )
+    states, mask = text_used(module, batch)
+    assert torch.equal(states, stored) and torch.equal(mask, stored_mask)
+
+    # Another encoder's states, a mix of encoders or states of no named encoder are not
+    # used: the captions are encoded.
+    own_states, own_mask = build_text_encoder(TEXT)(batch["caption"])
+    assert own_states.shape[-1] == 16 and own_mask.sum() > 4  # real tokens, not the stored ones
+    unnamed = {k: v for k, v in batch.items() if k != "text_encoder_id"}
+    for ids in (["hf:something-else"] * 4, [module.encoder.encoder_id] * 3 + ["hf:other"], None):
+        states, mask = text_used(
+            module, unnamed if ids is None else {**batch, "text_encoder_id": ids}
+        )
+        torch.testing.assert_close(states, own_states)
+        assert torch.equal(mask, own_mask)
 
 
 def test_overfits_four_clips_in_thirty_steps():
@@ -117,7 +135,7 @@ def test_overfits_four_clips_in_thirty_steps():
     assert losses[-1] < losses[0] / 10, losses
 
 
-def test_training_updates_ema_and_logs():
+def test_training_updates_ema_and_logs(trainer):
     module = tiny_module(ema_decay=0.9)
     before = [p.clone() for p in module.ema.shadow.parameters()]
     tr = trainer(max_steps=3)
@@ -137,7 +155,7 @@ class RecordLoss(L.Callback):
         self.losses[trainer.global_step] = float(outputs["loss"])
 
 
-def test_save_then_resume_gives_the_same_next_loss(tmp_path):
+def test_save_then_resume_gives_the_same_next_loss(tmp_path, trainer):
     # One batch per epoch: the data position is the data module's job (Lightning
     # restarts a plain DataLoader's epoch on resume); this checks model, optimizer,
     # schedule, EMA and the step-keyed randomness.
@@ -157,7 +175,7 @@ def test_save_then_resume_gives_the_same_next_loss(tmp_path):
     assert int(fresh.ema.num_updates) == 4
 
 
-def test_validation_loss_uses_the_same_noise_every_time():
+def test_validation_loss_uses_the_same_noise_every_time(trainer):
     module = tiny_module()
     tr = trainer()
     loader = DataLoader(Squares(4), batch_size=2)
@@ -167,7 +185,7 @@ def test_validation_loss_uses_the_same_noise_every_time():
     assert {"val/loss_t0.1", "val/loss_t0.9"} <= set(first)
 
 
-def test_generate_is_deterministic_and_restores_from_the_checkpoint(tmp_path):
+def test_generate_is_deterministic_and_restores_from_the_checkpoint(tmp_path, trainer):
     module = tiny_module()
     tr = trainer(max_steps=2, default_root_dir=tmp_path)
     tr.fit(module, DataLoader(Squares(4), batch_size=2))

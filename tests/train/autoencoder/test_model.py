@@ -13,16 +13,7 @@ from train.autoencoder.model import (
     sample_posterior,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny convolutions are dominated by OpenMP hand-offs: on a busy 2-core box one
-    # thread is several times faster than two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = dict(base_width=8, latent_channels=4, temporal_compression=4, spatial_compression=8)
 

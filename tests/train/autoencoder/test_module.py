@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
@@ -11,9 +10,10 @@ import pytest
 import torch
 
 from pipeline.synthetic.world import ShotRenderer, draw_spec
-from schemas.shards import ShardWriter
+from schemas import empty_clip
 from train.autoencoder.io import load_autoencoder
 from train.autoencoder.losses import frame_difference, gradient_difference, psnr, ssim
+from train.autoencoder.model import kl_divergence, sample_posterior
 from train.autoencoder.module import VideoAutoencoderModule
 from train.cli import train_main
 
@@ -27,14 +27,7 @@ TINY = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny convolutions are dominated by OpenMP hand-offs: on a busy 2-core box one
-    # thread is several times faster than two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def world_clips(n: int, frames: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -99,10 +92,10 @@ def test_gradient_and_frame_difference_terms():
     assert frame_difference(x[:, :, :1], frozen[:, :, :1]) == 0  # an image has no motion
 
 
-def test_loss_is_the_weighted_sum_of_its_terms():
+def test_loss_is_the_weighted_sum_of_its_terms(trainer):
     torch.manual_seed(0)
-    weights = dict(l1_weight=1.0, mse_weight=2.0, ssim_weight=0.5, gdl_weight=0.3)
-    module = VideoAutoencoderModule(TINY, frame_diff_weight=0.2, kl_weight=0.1, **weights)
+    weights = dict(l1=1.0, mse=2.0, ssim=0.5, gdl=0.3, frame_diff=0.2, kl=0.1)
+    module = VideoAutoencoderModule(TINY, **{f"{k}_weight": w for k, w in weights.items()})
     x, recon = world_clips(2, 3, 8), world_clips(2, 3, 8, seed=1)
     terms = module.reconstruction_terms(recon, x)
     assert set(terms) == {"l1", "mse", "ssim", "gdl", "frame_diff"}
@@ -111,6 +104,31 @@ def test_loss_is_the_weighted_sum_of_its_terms():
     assert set(VideoAutoencoderModule(TINY).reconstruction_terms(recon, x)) == {"l1"}
     with pytest.raises(ValueError, match="--model.kl_weight"):
         VideoAutoencoderModule(TINY, kl_weight=-1)
+
+    # A training step: the loss it returns (and logs) is the sum of the terms it logs, each
+    # times its weight above, and every term is that of the step's own posterior sample.
+    module.trainer = trainer(max_steps=1)
+    logged: dict[str, torch.Tensor] = {}
+    module.log = lambda name, value, **_: logged.__setitem__(name, torch.as_tensor(value))
+    loss = module.training_step({"video": x}, 0)
+    assert {f"train/{k}" for k in weights} | {"train/loss", "train/psnr"} == set(logged)
+    torch.testing.assert_close(logged["train/loss"], loss.detach())
+    total = sum(w * logged[f"train/{k}"] for k, w in weights.items())
+    torch.testing.assert_close(loss.detach(), total)
+    with torch.no_grad():
+        mean, logvar = module.autoencoder.encode(x)
+        sampled = sample_posterior(mean, logvar, module._generator(0, 0, 0))
+        recon = module.autoencoder.decode(sampled)
+    want = dict(
+        l1=(recon - x).abs().mean(),
+        mse=(recon - x).pow(2).mean(),
+        ssim=1 - ssim(recon, x).mean(),
+        gdl=gradient_difference(recon, x),
+        frame_diff=frame_difference(recon, x),
+        kl=kl_divergence(mean, logvar),
+    )
+    for name, value in want.items():
+        torch.testing.assert_close(logged[f"train/{name}"].detach(), value, msg=name)
 
 
 def test_latent_stats_give_shift_and_scale():
@@ -170,7 +188,6 @@ def test_generator_term_does_not_train_the_discriminator():
     with torch.no_grad():
         mean, logvar = module.autoencoder.encode(video)
     from train.autoencoder.losses import hinge_d_loss
-    from train.autoencoder.model import sample_posterior
 
     gen = module._generator(0, 0, 0)
     recon = module.autoencoder.decode(sample_posterior(mean, logvar, gen))
@@ -198,27 +215,25 @@ def test_checkpoint_round_trip_through_load_autoencoder(tmp_path):
 # ---------------------------------------------------------------------- CLI
 
 
-def write_shards(out: Path, n: int = 4, frames: int = 6, size: int = 16) -> str:
-    from train.data.video_io import encode_mp4
-
+def clip_samples(n: int = 4, frames: int = 6, size: int = 16):
+    """(key, video, record) of `n` shots of the shapes world, `frames` of `size`² each."""
     clips = ((world_clips(n, frames, size) + 1) * 127.5).round().to(torch.uint8)
-    with ShardWriter(out, max_samples=4) as writer:
-        for i, clip in enumerate(clips.permute(0, 2, 3, 4, 1).numpy()):
-            key = f"{i:016x}_{0:07d}_{frames:07d}"
-            record = {"clip_id": key, "caption": "a shape", "fps": 12.0, "n_frames": frames}
-            record |= {"width": size, "height": size, "captions": []}
-            mp4 = encode_mp4(clip, 12.0)
-            writer.write(key, {"mp4": mp4, "txt": "a shape", "json": json.dumps(record)})
-    return str(out / "*.tar")
+    for i, clip in enumerate(clips.permute(0, 2, 3, 4, 1).numpy()):
+        key = f"{i:016x}_{0:07d}_{frames:07d}"
+        record = empty_clip(
+            clip_id=key, caption="a shape", fps=12.0, n_frames=frames, width=size, height=size,
+            kept=True,
+        )  # fmt: skip
+        yield key, clip, record
 
 
-def test_cli_fits_the_autoencoder_from_shards(tmp_path, capsys):
-    shards = write_shards(tmp_path / "shards")
+def test_cli_fits_the_autoencoder_from_shards(tmp_path, capsys, shard_writer, logged_tags):
+    shards = shard_writer(tmp_path / "shards", clip_samples(), 12.0, max_samples=4)
     root = tmp_path / "run"
     common = ["--config", VAE_YAML, "--data.shards", shards, "--data.val_shards", shards]
     common += ["--trainer.default_root_dir", str(root), "--data.num_workers", "0"]
     common += ["--data.size", "16", "--data.batch_size", "2"]
-    common += ["--trainer.enable_progress_bar", "false"]
+    common += ["--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1"]
     small = ["--model.autoencoder.base_width", "8", "--trainer.val_check_interval", "2"]
     argv = ["fit", *common, *small, "--data.num_frames", "5", "--trainer.max_steps", "2"]
     assert train_main(argv) == 0
@@ -227,7 +242,12 @@ def test_cli_fits_the_autoencoder_from_shards(tmp_path, capsys):
     assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["autoencoder"]["base_width"] == 8
     model = load_autoencoder(str(last))
     assert model.latent_shape(5, 16, 16) == (8, 2, 4, 4)
-    assert list(root.glob("**/events.out.tfevents.*"))  # val/psnr, val/ssim, reconstructions
+    scalars, images = logged_tags(root)
+    assert {"val/psnr", "val/ssim", "val/l1", "val/kl"} <= scalars
+    # The terms vae_tiny.yaml weighs (gdl_weight is 0 there), the total, and the bookkeeping.
+    terms = {"l1", "mse", "ssim", "frame_diff", "kl", "loss", "psnr", "lr", "latent_scale"}
+    assert {t for t in scalars if t.startswith("train/")} == {f"train/{t}" for t in terms}
+    assert images == {"reconstructions"}  # originals over reconstructions
 
     bad = ["fit", *common, *small, "--data.num_frames", "6", "--trainer.max_steps", "1"]
     assert train_main(bad) == 2

@@ -25,9 +25,8 @@ from schemas.cache import (
     validate_cache_sample,
 )
 from schemas.records import CLIP_SCHEMA, empty_clip
-from schemas.shards import ShardWriter
 from train.autoencoder.io import save_autoencoder
-from train.autoencoder.model import AutoencoderConfig, VideoAutoencoder
+from train.autoencoder.model import VideoAutoencoder
 from train.cache.builder import CacheBuilder, CacheConfig, draw_views
 from train.cache.cli import cache_main
 from train.cache.format import StaleCache, check_header, read_header
@@ -37,9 +36,6 @@ from train.data.video_io import encode_mp4
 from train.models.text import TextEncoderSpec, build_text_encoder
 
 FRAMES, H, W, FPS = 13, 24, 32, 24.0
-VAE_CFG = AutoencoderConfig(
-    latent_channels=4, temporal_compression=2, spatial_compression=4, base_width=8
-)
 TEXT = TextEncoderSpec(kind="random", dim=16, max_length=16)
 CFG = CacheConfig(views=3, num_frames=5, size=(16, 16), flip_prob=0.5, seed=0)
 
@@ -57,32 +53,21 @@ def key(i: int) -> str:
     return f"{i:016x}_{0:07d}_{FRAMES:07d}"
 
 
-def write_shards(out: Path, n: int, corrupt_at: int | None = None) -> str:
-    with ShardWriter(out, max_samples=3) as writer:
-        for i in range(n):
-            side = "left" if i % 2 == 0 else "right"
-            caption = f"a red square moving {side}"
-            record = {
-                "clip_id": key(i),
-                "caption": caption,
-                "captions": [
-                    {"text": caption, "source": "vlm", "score": 0.9},
-                    {"text": f"red box going {side}", "source": "filename", "score": None},
-                ],
-                "fps": FPS,
-                "motion_score": 0.5 + i,
-                "clip_score": 0.3,
-                "sample_weight": 2.0 if i == 1 else None,
-            }
-            mp4 = b"\x00\x00\x00\x18ftypmp42 broken" if i == corrupt_at else None
-            mp4 = mp4 or encode_mp4(render(-1 if i % 2 == 0 else 1), FPS)
-            writer.write(key(i), {"mp4": mp4, "txt": caption, "json": json.dumps(record)})
-    return str(out / "*.tar")
-
-
-def tiny_vae(seed: int = 0) -> VideoAutoencoder:
-    torch.manual_seed(seed)
-    return VideoAutoencoder(VAE_CFG).eval()
+def clip_samples(n: int, corrupt_at: int | None = None):
+    """(key, video, record) of `n` clips, left and right in turn; a broken mp4 at `corrupt_at`."""
+    for i in range(n):
+        side = "left" if i % 2 == 0 else "right"
+        caption = f"a red square moving {side}"
+        captions = [
+            {"text": caption, "source": "vlm", "score": 0.9},
+            {"text": f"red box going {side}", "source": "filename", "score": None},
+        ]
+        record = empty_clip(
+            clip_id=key(i), caption=caption, captions=captions, fps=FPS, motion_score=0.5 + i,
+            clip_score=0.3, sample_weight=2.0 if i == 1 else None, kept=True,
+        )  # fmt: skip
+        video = render(-1 if i % 2 == 0 else 1)
+        yield key(i), b"\x00\x00\x00\x18ftypmp42 broken" if i == corrupt_at else video, record
 
 
 def npy(data: bytes) -> np.ndarray:
@@ -90,9 +75,9 @@ def npy(data: bytes) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, str, VideoAutoencoder]:
+def built(tmp_path_factory, shard_writer, tiny_vae) -> tuple[Path, str, VideoAutoencoder]:
     root = tmp_path_factory.mktemp("cache")
-    shards = write_shards(root / "shards", 5, corrupt_at=3)
+    shards = shard_writer(root / "shards", clip_samples(5, corrupt_at=3), FPS, max_samples=3)
     vae = tiny_vae()
     builder = CacheBuilder(root / "cache", vae, build_text_encoder(TEXT), CFG, "tiny")
     add_shards(builder, shards)
@@ -171,7 +156,7 @@ def test_header_names_the_encoders_and_counts_the_corrupt_clip(built):
     assert header["bytes"]["per_item"] > 0 and set(samples(cache)) == {key(i) for i in (0, 1, 2, 4)}
 
 
-def test_a_stale_cache_is_refused_naming_the_flag(built):
+def test_a_stale_cache_is_refused_naming_the_flag(built, tiny_vae):
     cache, _, _ = built
     header = read_header(cache)
     other = tiny_vae(seed=1).fingerprint()
@@ -191,7 +176,7 @@ def test_shipped_schema_files_are_in_sync():
         validate_cache_sample({"key": "a.b", "kind": "video"})
 
 
-def test_bad_options_name_their_flag():
+def test_bad_options_name_their_flag(tiny_vae):
     with pytest.raises(ValueError, match="--views"):
         CacheConfig(views=0)
     with pytest.raises(ValueError, match="--frames must be 1 \\+ k\\*2"):
@@ -208,7 +193,7 @@ def manifest_row(i: int, source: str, caption: str, reasons: list[str]) -> dict:
     )  # fmt: skip
 
 
-def test_stills_from_an_image_folder_and_low_motion_rejects(tmp_path):
+def test_stills_from_an_image_folder_and_low_motion_rejects(tmp_path, tiny_vae):
     from PIL import Image
 
     images = tmp_path / "images"

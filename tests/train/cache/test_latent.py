@@ -8,34 +8,29 @@ text encoder; a few stills go to its images/ shards.
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
-import json
 from collections import defaultdict
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from schemas.shards import ShardWriter
-from train.autoencoder.io import save_autoencoder
-from train.autoencoder.model import AutoencoderConfig, VideoAutoencoder
+from schemas import empty_clip
+from train.autoencoder.io import load_autoencoder, save_autoencoder
 from train.cache.builder import CacheBuilder, CacheConfig
 from train.cache.format import StaleCache
 from train.cache.sources import add_images, add_shards
 from train.cli import sample_main, train_main
 from train.data.module import VideoDataModule
-from train.data.video_io import encode_mp4
+from train.data.shards import iter_tar_samples
 from train.models.dit import DiTConfig
 from train.models.text import TextEncoderSpec, build_text_encoder
 from train.module import VideoDiffusion
 
 FRAMES, SIZE, FPS, VIEWS = 9, 16, 12.0, 2
-VAE_CFG = AutoencoderConfig(
-    latent_channels=4, temporal_compression=2, spatial_compression=4, base_width=8
-)
 TEXT = TextEncoderSpec(kind="random", dim=16, max_length=16)
 CFG = CacheConfig(views=VIEWS, num_frames=5, size=(SIZE, SIZE), seed=0)
 TEST_YAML = str(Path(__file__).parents[3] / "configs" / "train" / "test.yaml")
@@ -49,44 +44,34 @@ def clip(direction: int) -> np.ndarray:
     return video
 
 
-def write_shards(out: Path, n: int) -> str:
-    with ShardWriter(out, max_samples=3) as writer:
-        for i in range(n):
-            key = f"{i:016x}_{0:07d}_{FRAMES:07d}"
-            side = "right" if i % 2 else "left"
-            caption = f"a red square moving {side}"
-            record = {
-                "clip_id": key,
-                "caption": caption,
-                "captions": [
-                    {"text": caption, "source": "vlm", "score": 0.9},
-                    {"text": f"red box heading {side}", "source": "filename", "score": None},
-                    {"text": f"square going {side}", "source": "sidecar", "score": None},
-                ],
-                "fps": FPS,
-                "motion_score": 1.0,
-                "sample_weight": None,
-            }
-            mp4 = encode_mp4(clip(1 if i % 2 else -1), FPS)
-            writer.write(key, {"mp4": mp4, "txt": caption, "json": json.dumps(record)})
-    return str(out / "*.tar")
-
-
-def tiny_vae(seed: int = 0) -> VideoAutoencoder:
-    torch.manual_seed(seed)
-    return VideoAutoencoder(VAE_CFG).eval()
+def clip_samples(n: int):
+    """(key, video, record) of `n` clips, left and right in turn, with three captions each."""
+    for i in range(n):
+        key = f"{i:016x}_{0:07d}_{FRAMES:07d}"
+        side = "right" if i % 2 else "left"
+        caption = f"a red square moving {side}"
+        captions = [
+            {"text": caption, "source": "vlm", "score": 0.9},
+            {"text": f"red box heading {side}", "source": "filename", "score": None},
+            {"text": f"square going {side}", "source": "sidecar", "score": None},
+        ]
+        record = empty_clip(
+            clip_id=key, caption=caption, captions=captions, fps=FPS, motion_score=1.0, kept=True
+        )
+        yield key, clip(1 if i % 2 else -1), record
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> dict[str, str]:
+def cache(tmp_path_factory, shard_writer, tiny_vae) -> dict[str, str]:
     root = tmp_path_factory.mktemp("latent")
     images = root / "images"
     images.mkdir()
     for i in range(3):
         Image.fromarray(clip(1)[3 * i]).save(images / f"red_square_{i}.png")
     vae = tiny_vae()
+    vae.shift_factor, vae.scaling_factor = 0.25, 1.5  # not the identity: their use shows
     builder = CacheBuilder(root / "cache", vae, build_text_encoder(TEXT), CFG, "tiny")
-    shards = write_shards(root / "shards", 4)
+    shards = shard_writer(root / "shards", clip_samples(4), FPS, max_samples=3)
     add_shards(builder, shards)
     add_images(builder, str(images))
     builder.finish()
@@ -112,19 +97,6 @@ def module(cache: dict, vae: str = "vae", text: TextEncoderSpec = TEXT) -> Video
     )
 
 
-def trainer(**kw) -> L.Trainer:
-    args = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    return L.Trainer(**{**args, **kw})
-
-
 def epoch_samples(dm: VideoDataModule, epoch: int) -> list[dict]:
     loader = dm.train_dataloader()
     loader.epoch_fn = lambda: epoch
@@ -136,7 +108,7 @@ def epoch_samples(dm: VideoDataModule, epoch: int) -> list[dict]:
     return out
 
 
-def test_a_latent_training_step_never_runs_the_text_encoder(cache):
+def test_a_latent_training_step_never_runs_the_text_encoder(cache, trainer):
     model = module(cache)
 
     def refuse(captions):
@@ -153,7 +125,7 @@ def test_a_latent_training_step_never_runs_the_text_encoder(cache):
     assert video.min() >= -1 and video.max() <= 1
 
 
-def test_a_stale_cache_is_refused_before_training(cache):
+def test_a_stale_cache_is_refused_before_training(cache, trainer):
     with pytest.raises(StaleCache, match="--model.autoencoder"):
         trainer(max_steps=1).fit(module(cache, "other_vae"), datamodule(cache, epoch_size=2))
     other_text = dataclasses.replace(TEXT, seed=1)
@@ -176,14 +148,43 @@ def test_views_and_captions_rotate_across_epochs(cache):
         assert all(a != b for a, b in itertools.pairwise(views[key]))
 
 
+def stored_posteriors(cache: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{clip key: (mean, logvar)} as the cache holds them, float32 `[views, C, T', H', W']`."""
+    out = {}
+    for tar in sorted((Path(cache["cache"]) / "shards").glob("*.tar")):
+        for s in iter_tar_samples(str(tar)):
+            mean, logvar = (np.load(io.BytesIO(s[f"{n}.npy"])) for n in ("mean", "logvar"))
+            out[s["__key__"]] = (mean.astype(np.float32), logvar.astype(np.float32))
+    return out
+
+
 def test_latents_are_fresh_draws_and_validation_uses_the_mean(cache):
+    vae = load_autoencoder(cache["vae"])
+    shift, scale = vae.shift_factor, vae.scaling_factor
+    assert (shift, scale) != (0.0, 1.0)  # the fixture moved them, so they show below
+    posteriors = stored_posteriors(cache)
     dm = datamodule(cache, mode="epoch", shuffle_buffer=0, val_cache=cache["cache"])
     dm.setup("fit")
     first, again = epoch_samples(dm, 0), epoch_samples(dm, VIEWS)  # same views, new epoch
     for a, b in zip(first, again, strict=True):
         assert a["view"] == b["view"] and not torch.equal(a["z"], b["z"])
+    # Each draw is (mean + std * eps - shift) * scale of its own view: recovered, the eps
+    # of all draws together are standard normal (1536 numbers: mean within 4 standard errors).
+    eps = []
+    for s in first + again:
+        mean, logvar = (p[s["view"]] for p in posteriors[s["key"]])
+        z = s["z"].numpy() / scale + shift
+        eps.append(((z - mean) / np.exp(0.5 * logvar)).ravel())
+    eps = np.concatenate(eps)
+    assert eps.size == 2 * len(posteriors) * 4 * 3 * 4 * 4
+    assert abs(eps.mean()) < 0.1 and 0.9 < eps.std() < 1.1
     val = [b for b in dm.val_dataloader()]
     assert all(v == 0 for b in val for v in b["view"])
+    assert sorted(k for b in val for k in b["key"]) == sorted(posteriors)
+    for batch in val:  # the centred view's mean, no draw, scaled as the denoiser expects
+        for z, key in zip(batch["video"], batch["key"], strict=True):
+            want = (posteriors[key][0][0] - shift) * scale
+            torch.testing.assert_close(z, torch.from_numpy(want))
     twice = [b for b in dm.val_dataloader()]
     assert all(torch.equal(a["video"], b["video"]) for a, b in zip(val, twice, strict=True))
     assert all(c.startswith("a red square") for b in val for c in b["caption"])

@@ -8,6 +8,7 @@ frame choice, mirroring and cropping can all be read back from the pixels.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from schemas.shards import ShardWriter
+from schemas import empty_clip
 from train.data.augment import (
     CorruptSample,
     SampleConfig,
@@ -56,22 +57,15 @@ def square_x(frame: np.ndarray) -> float:
 
 
 def record(key: str, caption: str, **extra) -> dict:
-    return {
-        "clip_id": key,
-        "caption": caption,
-        "captions": [
-            {"text": caption, "source": "vlm", "score": 0.9},
-            {"text": caption.replace("square", "box"), "source": "filename", "score": None},
-        ],
-        "fps": FPS,
-        "n_frames": FRAMES,
-        "width": W,
-        "height": H,
-        "motion_score": extra.get("motion_score"),
-        "clip_score": None,
-        "aesthetic": None,
-        "sample_weight": extra.get("sample_weight"),
-    }
+    captions = [
+        {"text": caption, "source": "vlm", "score": 0.9},
+        {"text": caption.replace("square", "box"), "source": "filename", "score": None},
+    ]
+    return empty_clip(
+        clip_id=key, caption=caption, captions=captions, fps=FPS, n_frames=FRAMES, width=W,
+        height=H, motion_score=extra.get("motion_score"),
+        sample_weight=extra.get("sample_weight"), kept=True,
+    )  # fmt: skip
 
 
 def clip_key(i: int) -> str:
@@ -88,39 +82,42 @@ def raw_sample(i: int, direction: int = -1, **extra) -> dict:
         "__key__": clip_key(i),
         "mp4": LEFT if direction < 0 else RIGHT,
         "txt": caption.encode(),
-        "json": __import__("json").dumps(record(clip_key(i), caption, **extra)).encode(),
+        "json": json.dumps(record(clip_key(i), caption, **extra)).encode(),
     }
 
 
-def write_shards(out: Path, n_good: int, corrupt_at: int | None, per_shard: int) -> list[str]:
-    with ShardWriter(out, max_samples=per_shard) as writer:
-        for i in range(n_good + (corrupt_at is not None)):
-            if i == corrupt_at:
-                fields = {
-                    "mp4": b"\x00\x00\x00\x18ftypmp42 truncated",
-                    "txt": "broken",
-                    "json": record(clip_key(i), "broken"),
-                }
-            else:
-                raw = raw_sample(
-                    i,
-                    -1 if i % 2 == 0 else 1,
-                    sample_weight=2.0 if i == 1 else None,
-                    motion_score=0.5 if i == 2 else None,
-                )
-                fields = {"mp4": raw["mp4"], "txt": raw["txt"].decode(), "json": raw["json"]}
-            writer.write(clip_key(i), fields)
-    return sorted(str(p) for p in out.glob("*.tar"))
+def clip_samples(n_good: int, corrupt_at: int | None):
+    """(key, mp4, record): clips left and right in turn (weight 2 at key 1, motion 0.5 at
+    key 2), and a truncated mp4 at `corrupt_at`."""
+    for i in range(n_good + (corrupt_at is not None)):
+        if i == corrupt_at:
+            yield clip_key(i), b"\x00\x00\x00\x18ftypmp42 truncated", record(clip_key(i), "broken")
+            continue
+        side = "left" if i % 2 == 0 else "right"
+        extra = dict(sample_weight=2.0 if i == 1 else None, motion_score=0.5 if i == 2 else None)
+        record_i = record(clip_key(i), f"a red square moving {side}", **extra)
+        yield clip_key(i), LEFT if side == "left" else RIGHT, record_i
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> list[str]:
+def write_shards(shard_writer):
+    """`write_shards(out, n_good, corrupt_at, per_shard)`: the shard paths, sorted."""
+
+    def write(out: Path, n_good: int, corrupt_at: int | None, per_shard: int) -> list[str]:
+        shard_writer(out, clip_samples(n_good, corrupt_at), FPS, max_samples=per_shard)
+        return sorted(str(p) for p in out.glob("*.tar"))
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, write_shards) -> list[str]:
     """6 good clips and a corrupt mp4 (key 3) in two shards of 4 and 3 samples."""
     return write_shards(tmp_path_factory.mktemp("shards"), 6, corrupt_at=3, per_shard=4)
 
 
 @pytest.fixture(scope="module")
-def one_shard(tmp_path_factory) -> list[str]:
+def one_shard(tmp_path_factory, write_shards) -> list[str]:
     """8 good clips in a single shard."""
     return write_shards(tmp_path_factory.mktemp("one"), 8, corrupt_at=None, per_shard=100)
 
@@ -304,7 +301,9 @@ def test_resampled_mode_is_infinite_and_seeded(one_shard: list[str]) -> None:
     assert [s["key"] for s in a] != [s["key"] for s in first(20, seed=0, rank=1)]
 
 
-def test_resampled_mode_sees_every_clip_equally_whatever_the_shard_sizes(tmp_path) -> None:
+def test_resampled_mode_sees_every_clip_equally_whatever_the_shard_sizes(
+    tmp_path, write_shards
+) -> None:
     # A full shard of 6 clips and a last one of 1: the lone clip must not be
     # over- or under-drawn.
     shards = write_shards(tmp_path, 7, corrupt_at=None, per_shard=6)

@@ -52,10 +52,29 @@ def test_output_shape_matches_input_for_any_frames_and_size(attention, pos_embed
     assert torch.isfinite(out).all()
 
 
+def stretch(table: torch.Tensor, n: int) -> torch.Tensor:
+    """`table` [m, D] linearly resampled to n rows, first and last rows kept, by hand."""
+    m = table.shape[0]
+    rows = []
+    for i in range(n):
+        s = i * (m - 1) / (n - 1)
+        lo = min(int(s), m - 2)
+        rows.append(table[lo] + (s - lo) * (table[lo + 1] - table[lo]))
+    return torch.stack(rows)
+
+
 def test_learned_positions_interpolate_past_their_table():
-    model = randomize(DiT(tiny(pos_embed="learned", max_grid=(2, 2, 2))))
-    shape = (1, 3, 8, 32, 32)  # grid 4 x 8 x 8, larger than the 2 x 2 x 2 tables
-    assert model(*inputs(shape)).shape == shape
+    model = randomize(DiT(tiny(pos_embed="learned", max_grid=(2, 3, 8))))
+    shape = (1, 3, 8, 32, 32)  # grid 4 x 8 x 8: t and h past their tables of 2 and 3, w fits
+    added = []
+    model.pos.register_forward_hook(lambda module, args, out: added.append(out))
+    assert model(*inputs(shape)).shape == shape and len(added) == 1
+    t, h, w = (table.detach() for table in model.pos.tables)
+    want = stretch(t, 4)[:, None, None] + stretch(h, 8)[None, :, None] + w[None, None]
+    torch.testing.assert_close(added[0].detach(), want)
+    # Within the tables, the rows themselves.
+    small = model.pos((2, 3, 5)).detach()
+    torch.testing.assert_close(small, t[:, None, None] + h[None, :, None] + w[None, None, :5])
 
 
 def test_fresh_model_outputs_zero_adaln_zero():
