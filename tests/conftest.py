@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,57 @@ def label_of(clip: dict, truth: list[dict]) -> tuple[str, dict, int]:
     elif shot.get("repeat_of"):
         label = "repeat"
     return label, shot, index
+
+
+@pytest.fixture(scope="session")
+def digest_tree() -> Callable[..., dict[str, str]]:
+    """`digest_tree(out, skip=())` (below), for tests that compare whole output folders."""
+    return tree_digest
+
+
+def tree_digest(out: Path, skip: Collection[str] = ()) -> dict[str, str]:
+    """sha256 of every file under `out` by relative path, leaving out the resumable scratch
+    folder (`work/`) and any file whose name is in `skip`."""
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and "work" not in p.parts and p.name not in skip
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_reference():
+    """clipmill-tiny rebuilt with open_clip alone (its seeded random weights: open_clip's init
+    under torch seed 0), for checking CLIP scores against an independent computation.
+
+    Returns `(text, clip)`: `text(texts)` -> unit text embeddings [N, D]; `clip(frames)` ->
+    the unit mean of a clip's unit frame embeddings [D] (frames: RGB uint8 arrays)."""
+    import numpy as np
+    import open_clip
+    import torch
+    from PIL import Image
+
+    from pipeline.config.scores import TINY_CLIP
+    from pipeline.stages.clip_embed import register_tiny
+
+    register_tiny()  # only makes the name known to open_clip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model, _, preprocess = open_clip.create_model_and_transforms(TINY_CLIP)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(TINY_CLIP)
+
+    def unit(x: torch.Tensor) -> np.ndarray:
+        return torch.nn.functional.normalize(x.float(), dim=-1).numpy()
+
+    def text(texts: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            return unit(model.encode_text(tokenizer(texts)))
+
+    def clip(frames) -> np.ndarray:
+        batch = torch.stack([preprocess(Image.fromarray(np.asarray(f))) for f in frames])
+        with torch.no_grad():
+            mean = unit(model.encode_image(batch)).mean(axis=0)
+        return mean / np.linalg.norm(mean)
+
+    return text, clip

@@ -13,7 +13,6 @@ stop every Ray on the machine, the session's `ray_local` and other users' includ
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -188,15 +187,7 @@ def _kill_stage_worker(node2_dir: Path, head_dir: Path, job: subprocess.Popen) -
     raise AssertionError(f"no {STAGE} worker transcoding on node2 before the job ended\n{log}")
 
 
-def _digest(out: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and "work" not in p.parts and p.name != "summary.json"
-    }
-
-
-def test_curate_job_on_two_nodes_survives_a_killed_worker(cluster, tmp_path):
+def test_curate_job_on_two_nodes_survives_a_killed_worker(cluster, tmp_path, digest_tree):
     from pipeline.config.curate import build_config
     from pipeline.driver import curate
     from pipeline.synthetic.synth import synthesize
@@ -224,7 +215,8 @@ def test_curate_job_on_two_nodes_survives_a_killed_worker(cluster, tmp_path):
 
     local = tmp_path / "local"
     curate([str(raw)], local, build_config({**SHARED, "ray": {"address": "none"}}))
-    ours, theirs = _digest(tmp_path / "cluster"), _digest(local)
+    skip = {"summary.json"}
+    ours, theirs = digest_tree(tmp_path / "cluster", skip), digest_tree(local, skip)
     assert any(k.startswith("shards/") for k in ours)
     assert ours == theirs  # shard bytes, manifests, everything but summary.json
     rows = pq.read_table(tmp_path / "cluster" / "clips.parquet").to_pylist()

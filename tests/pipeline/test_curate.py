@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,15 +15,6 @@ from pipeline.driver import NoInputError, curate
 from schemas import REJECT_REASONS, validate_clip
 
 LOCAL = {"ray": {"address": "none"}}
-
-
-def digest_tree(out: Path) -> dict[str, str]:
-    """sha256 of every output file except the resumable scratch folder."""
-    return {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and "work" not in p.parts
-    }
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +68,9 @@ def test_shards_read_back_with_webdataset_and_validate(curated):
         assert record["shard"] == kept[key]["shard"]
 
 
-def test_rerun_is_byte_identical_and_skips_finished_videos(curated, synth_raw, tmp_path):
+def test_rerun_is_byte_identical_and_skips_finished_videos(
+    curated, synth_raw, tmp_path, digest_tree
+):
     out, _, _ = curated
     before = digest_tree(out)
     again = tmp_path / "again"
@@ -127,7 +119,7 @@ def test_output_inside_input_folder_is_not_ingested(synth_raw, tmp_path):
     assert len(pq.read_table(src / "out" / "videos.parquet")) == 1
 
 
-def test_real_local_ray_gives_the_same_output(curated, synth_raw, ray_local, tmp_path):
+def test_real_local_ray_gives_the_same_output(curated, synth_raw, ray_local, tmp_path, digest_tree):
     out, _, _ = curated
     curate([str(synth_raw[0])], tmp_path / "ray", build_config({}))
     ours, local = digest_tree(tmp_path / "ray"), digest_tree(out)

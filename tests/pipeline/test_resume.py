@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -12,14 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-
-def _digest(out: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and "work" not in p.parts
-    }
 
 
 def _cmd(raw: Path, out: Path) -> list[str]:
@@ -38,7 +29,7 @@ def _cmd(raw: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_kill_nine_then_resume_equals_uninterrupted_run(synth_raw, tmp_path):
+def test_kill_nine_then_resume_equals_uninterrupted_run(synth_raw, tmp_path, digest_tree):
     raw = synth_raw[0]
     reference = tmp_path / "reference"
     subprocess.run(_cmd(raw, reference), check=True, capture_output=True)
@@ -61,6 +52,6 @@ def test_kill_nine_then_resume_equals_uninterrupted_run(synth_raw, tmp_path):
             break  # this run finished before the kill
     assert kills >= 1
     subprocess.run(_cmd(raw, out), check=True, capture_output=True)
-    assert _digest(out) == _digest(reference)
+    assert digest_tree(out) == digest_tree(reference)
     clips = json.loads((out / "summary.json").read_text())["clips"]
     assert clips["kept"] > 0

@@ -1,8 +1,4 @@
-"""End to end: `clipmill curate` on synthetic footage puts each shot's caption on its clips.
-
-Runs once the caption stage is wired into the driver (a `caption` config section);
-skipped before that, so this file can land first.
-"""
+"""End to end: `clipmill curate` on synthetic footage puts each shot's caption on its clips."""
 
 from __future__ import annotations
 
@@ -13,11 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from pipeline.config.curate import SECTIONS, build_config
-
-pytestmark = pytest.mark.skipif(
-    "caption" not in SECTIONS, reason="caption stage not wired into the driver yet"
-)
+from pipeline.config.curate import build_config
 
 
 @pytest.fixture(scope="module")

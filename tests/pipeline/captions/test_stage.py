@@ -118,7 +118,16 @@ def test_rank_by_priority_then_score_and_without_repeats():
     assert rank(found, untrusted)[0].text == "a cat"  # no trusted caption: priority
 
 
-def test_clip_scores_zeroshot_and_text_embeddings(staged_video, tiny_clip_cfg):
+def _reference_image(reference, video: dict, clip: dict, frames: int):
+    """The clip's image embedding rebuilt from its staged mp4 (no stored CLIP embedding in
+    `staged_video`: the CLIP stage did not run), `frames` frames as the caption stage picks."""
+    from pipeline.stages.frames import load_frames
+
+    picked = load_frames(Path(video["stage_dir"]), clip["clip_id"], (frames,)).pick(frames)
+    return reference[1](picked)
+
+
+def test_clip_scores_zeroshot_and_text_embeddings(staged_video, tiny_clip_cfg, tiny_clip_reference):
     cfg = CaptionConfig(
         sources=("sidecar_timed", "clip_zeroshot", "filename"),
         primary="score",
@@ -129,26 +138,35 @@ def test_clip_scores_zeroshot_and_text_embeddings(staged_video, tiny_clip_cfg):
     again = caption_video(copy.deepcopy(staged_video), cfg, tiny_clip_cfg)
     assert video["clips"] == again["clips"]  # deterministic, random weights included
     folder = Path(staged_video["stage_dir"])
+    text_of = tiny_clip_reference[0]
+    assert kept(video)
     for clip in kept(video):
         scores = [c["score"] for c in clip["captions"]]
         assert {c["source"] for c in clip["captions"]} == {"sidecar_timed", "clip_zeroshot"}
-        assert all(isinstance(s, float) and -1 <= s <= 1 for s in scores)
+        # Every score is the CLIP cosine of its text and the clip, recomputed independently.
+        image = _reference_image(tiny_clip_reference, video, clip, tiny_clip_cfg.frames)
+        texts = text_of([c["text"] for c in clip["captions"]])
+        assert scores == pytest.approx((texts @ image).tolist(), abs=1e-4)
         assert clip["captions"][0]["score"] == max(scores)  # primary: best CLIP score
-        assert clip["clip_score"] == pytest.approx(clip["captions"][0]["score"], abs=1e-4)
+        assert clip["clip_score"] == pytest.approx(float(texts[0] @ image), abs=2e-5)
         emb = np.load(folder / f"{clip['clip_id']}{TXT_EMB_SUFFIX}")
         assert emb.dtype == np.float16 and emb.shape == (64,)
-        assert float(np.linalg.norm(emb.astype(np.float32))) == pytest.approx(1.0, abs=1e-2)
+        assert np.allclose(emb.astype(np.float32), texts[0], atol=2e-3)  # the primary's text
 
 
-def test_with_random_clip_weights_only_the_primary_gets_a_clip_score(staged_video):
+def test_with_random_clip_weights_only_the_primary_gets_a_clip_score(
+    staged_video, tiny_clip_reference
+):
     """Random weights: clip_score is filled (the CLIP stage's column), but the sources keep
     their own scores, which random cosines would only blur."""
     from pipeline.config.scores import ClipConfig
 
-    video = caption_video(
-        copy.deepcopy(staged_video), CaptionConfig(), ClipConfig(enabled=True, device="cpu")
-    )
+    clip_cfg = ClipConfig(enabled=True, device="cpu")
+    video = caption_video(copy.deepcopy(staged_video), CaptionConfig(), clip_cfg)
+    assert kept(video)
     for clip in kept(video):
         assert clip["captions"][0]["source"] == "sidecar_timed"
         assert clip["captions"][0]["score"] == pytest.approx(1.0, abs=0.01)  # cue coverage
-        assert isinstance(clip["clip_score"], float) and -1 <= clip["clip_score"] <= 1
+        image = _reference_image(tiny_clip_reference, video, clip, clip_cfg.frames)
+        cosine = float(tiny_clip_reference[0]([clip["caption"]])[0] @ image)
+        assert clip["clip_score"] == pytest.approx(cosine, abs=2e-5)

@@ -33,14 +33,18 @@ def test_same_embedding_same_caption_across_fresh_models(tiny_clip_cfg, clip, vo
     assert first.text.startswith("a ") and first.text.endswith("on a dark textured background")
 
 
-def test_the_tag_that_matches_the_image_wins_its_category(clip, vocab):
+def test_the_tag_that_matches_the_image_wins_its_category(clip, vocab, tiny_clip_reference):
     z = captioner(clip, vocab)
+    text_of = tiny_clip_reference[0]  # the same tiny model, rebuilt with open_clip alone
     for category in ("subjects", "motions"):
         tags = [c for c in vocab.categories if c.name == category][0].tags
-        for i in range(len(tags)):
-            # An "image" equal to a tag's own text embedding: that tag must come first.
-            image = z.tag_embeddings[category][i]
-            assert z.tags(image)[category][0][0] == tags[i]
+        for i, tag in enumerate(tags):
+            # The "image": the tag's prompt ensemble built independently, the unit mean of its
+            # templates' unit text embeddings, which is what the captioner must have made too.
+            prompts = text_of([template.format(tag) for template in vocab.templates])
+            image = prompts.mean(axis=0) / np.linalg.norm(prompts.mean(axis=0))
+            assert np.allclose(z.tag_embeddings[category][i], image, atol=1e-5), tag
+            assert z.tags(image)[category][0][0] == tag
 
 
 def test_composition_follows_the_vocabulary_phrases(clip, vocab):

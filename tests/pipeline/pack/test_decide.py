@@ -7,18 +7,18 @@ import pytest
 
 from pipeline.config.curate import build_config
 from pipeline.pack.decide import FILTERS, apply_thresholds, setting
-from schemas import REJECT_REASONS, validate_clip
+from schemas import REJECT_REASONS, empty_clip, validate_clip
 
 
 def _clip(**scores) -> dict:
-    return {"clip_id": "c", "reject_reasons": [], "duration_s": 3.0, **scores}
+    return empty_clip(clip_id="c", duration_s=3.0, **scores)
 
 
 def test_thresholds_add_reasons_after_hard_ones_and_null_passes():
     cfg = build_config({})
     clips = [
         _clip(motion_score=0.0, text_area=0.5),
-        {**_clip(motion_score=0.0), "reject_reasons": ["error"]},
+        _clip(motion_score=0.0, reject_reasons=["error"]),
         _clip(motion_score=None, sharpness=None, text_area=None),
         _clip(motion_score=0.05, sharpness=100.0, blank_fraction=0.0, text_area=0.0),
     ]

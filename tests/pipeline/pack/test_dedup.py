@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from pipeline.config.curate import CurateConfig, build_config
 from pipeline.pack.dedup import SceneUnionFind, find_duplicates, keep_key, match_distance
 from pipeline.stages.phash import clip_hashes, dct_hash
+from schemas import empty_clip
 
 
 def _origin(clip, truth, truth_kind) -> tuple[str, int]:
@@ -73,15 +74,14 @@ def test_windows_of_one_scene_never_share_a_cluster():
 
 
 def _clip(i: int, video: str, dur: float, hashes: list[int], **extra) -> dict:
-    return {
-        "clip_id": f"{video * 16}_{i:07d}_{i + 1:07d}",
-        "video_id": video * 16,
-        "scene_index": i,
-        "duration_s": dur,
-        "sha256": None,
-        "phash": [f"{h:016x}" for h in hashes],
+    return empty_clip(
+        clip_id=f"{video * 16}_{i:07d}_{i + 1:07d}",
+        video_id=video * 16,
+        scene_index=i,
+        duration_s=dur,
+        phash=[f"{h:016x}" for h in hashes],
         **extra,
-    }
+    )
 
 
 def test_kept_clip_is_the_longest_then_the_best_scored():

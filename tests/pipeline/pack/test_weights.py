@@ -8,10 +8,11 @@ import pytest
 
 from pipeline.config.curate import build_config
 from pipeline.pack.weights import percentile_ranks, sample_weights
+from schemas import empty_clip
 
 
 def _clips(n: int, **cols) -> list[dict]:
-    rows = [{"clip_id": f"c{i}", "kept": True, "duplicate_of": None} for i in range(n)]
+    rows = [empty_clip(clip_id=f"c{i}", kept=True) for i in range(n)]
     for name, values in cols.items():
         for r, v in zip(rows, values, strict=True):
             r[name] = v

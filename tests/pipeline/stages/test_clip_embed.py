@@ -62,7 +62,7 @@ def _laion_head(path, dim: int) -> None:
     torch.save(state, path)
 
 
-def test_stage_scores_a_staged_video(junk_curated, tmp_path):
+def test_stage_scores_a_staged_video(junk_curated, tmp_path, tiny_clip_reference):
     out, _, _ = junk_curated
     src = next((out / "work" / "videos").glob("*/*.mp4"))
     folder = tmp_path / "v.partial"
@@ -79,7 +79,12 @@ def test_stage_scores_a_staged_video(junk_curated, tmp_path):
     scored = json.loads(row["video"])["clips"][0]
     emb = np.load(folder / f"{clip_id}.emb.npy")
     assert emb.dtype == np.float16 and emb.shape == (64,)
-    assert -1 <= scored["clip_score"] <= 1 and isinstance(scored["aesthetic"], float)
+    # clip_score: the cosine of the stored embedding and the caption's text embedding, the
+    # latter from the same tiny model rebuilt with open_clip alone.
+    text = tiny_clip_reference[0]([clip["caption"]])[0]
+    cosine = float(emb.astype(np.float32) @ text)
+    assert scored["clip_score"] == pytest.approx(cosine, abs=2e-5)
+    assert isinstance(scored["aesthetic"], float)
     expected = torch.load(head)
     x = torch.from_numpy(emb.astype(np.float32))
     for k in (0, 2, 4, 6, 7):

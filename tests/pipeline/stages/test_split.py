@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -103,14 +105,35 @@ def test_plan_accounts_every_frame_except_trims():
     assert reasons[(120, 130)] == ["blank"] and reasons[(60, 66)] == ["transition"]
 
 
+def _spans_a_cut(clip: dict, cuts: list[dict], margin: int = 2) -> bool:
+    """Whether the clip holds a whole cut (a hard cut's frame, a dissolve's cross-fade) with
+    `margin` frames of shot on each side: what no detector's clip can, even a frame off."""
+    return any(
+        clip["start_frame"] <= c["start_frame"] - margin
+        and clip["end_frame"] >= c["end_frame"] + margin
+        for c in cuts
+    )
+
+
 def test_fixed_detector_ignores_content_and_windows_the_whole_video(synth_raw):
     root, truth = synth_raw
+    # A video without black gaps: blank frames are the one content signal "fixed" still reads.
+    entry = next(t for t in truth if all(s["kind"] != "black" for s in t["shots"]))
+    assert entry["cuts"], "the video must have cuts for windows to ignore"
     cfg = SplitConfig(detector="fixed", max_clip_s=4.0, min_clip_s=1.0, trim_s=0.0)
-    video = Splitter(cfg)(probe_video({"path": str(root / truth[1]["file"])}))
-    spans = [
-        (c["start_frame"], c["end_frame"])
-        for c in video["clips"]
-        if "blank" not in c["reject_reasons"]
-    ]
-    assert spans[0][0] == 0
-    assert all(c["duration_s"] <= 4.0 + 1e-6 for c in video["clips"])
+    video = Splitter(cfg)(probe_video({"path": str(root / entry["file"])}))
+    clips = video["clips"]
+    spans = [(c["start_frame"], c["end_frame"]) for c in clips]
+    # Contiguous windows from the first frame to the last: the whole video, nothing trimmed.
+    assert spans[0][0] == 0 and spans[-1][1] == entry["n_frames"] == video["n_frames"]
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+    # Evenly spaced: as few windows as max_clip_s allows, equal up to one frame, all kept.
+    assert len(clips) == math.ceil(entry["duration_s"] / cfg.max_clip_s - 1e-9)
+    lengths = [e - s for s, e in spans]
+    assert max(lengths) - min(lengths) <= 1, lengths
+    assert all(c["duration_s"] <= cfg.max_clip_s + 1e-6 for c in clips)
+    assert all(c["reject_reasons"] == [] and c["scene_index"] == 0 for c in clips), clips
+    # Blind to content: some kept window runs across a true cut, which a detector never
+    # allows (its transition rows may cover a dissolve, but those are rejected).
+    kept = [c for c in clips if not c["reject_reasons"]]
+    assert any(_spans_a_cut(c, entry["cuts"]) for c in kept), (spans, entry["cuts"])

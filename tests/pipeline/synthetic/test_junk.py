@@ -69,20 +69,82 @@ def test_a_repeat_is_its_original_frame_for_frame(junk_raw, decoded):
         assert np.abs(a[12:-12] - b[12:-12]).mean() < 2
 
 
-def test_junk_is_deterministic_and_plain_footage_unchanged(tmp_path):
-    args = dict(width=64, height=36, shots_per_video=(3, 3), min_shot_s=1.0, max_shot_s=1.5)
-    plain = synthesize(tmp_path / "a", 1, seed=5, **args)
-    zero = synthesize(tmp_path / "b", 1, seed=5, static_prob=0.0, **args)
-    assert plain == zero
-    assert (tmp_path / "a/video_000.mp4").read_bytes() == (
-        tmp_path / "b/video_000.mp4"
+def _filmed(monkeypatch, root, seed: int, **options) -> tuple[dict, np.ndarray, int]:
+    """(truth entry, the RGB frames handed to the encoder, junk draws made) of one video."""
+    import pipeline.synthetic.synth as synth
+    import pipeline.synthetic.world as world
+
+    frames, draws = [], []
+    encode, draw = synth.encode_frames, world.draw_junk
+
+    def keep(path, rgb, *args, **kwargs):
+        frames.append(np.stack(list(rgb)))
+        return encode(path, frames[-1], *args, **kwargs)
+
+    def count(rng, probs):
+        draws.append(probs)
+        return draw(rng, probs)
+
+    monkeypatch.setattr(synth, "encode_frames", keep)
+    monkeypatch.setattr(world, "draw_junk", count)
+    truth = synthesize(root, 1, seed=seed, **options)
+    monkeypatch.undo()
+    return truth[0], frames[0], len(draws)
+
+
+def test_junk_is_deterministic_and_plain_footage_unchanged(tmp_path, monkeypatch):
+    """Junk costs a uniform draw per shot (`junk.draw_junk`), so after the first shot a junk
+    run's shots are not a plain run's of the same seed; what is defined to stay put is:
+    - plain footage (every junk probability 0) makes no junk draw at all, so its bytes are
+      those of footage filmed before junk existed;
+    - with the same draws, a shot not drawn as junk is exactly the ordinary shot. A run with
+      only `miscaption_prob` at the junk run's total draws exactly alike (one uniform per
+      shot against the same cut-off) and changes no pixel (only the .srt), so it is the
+      junk run filmed with every junk shot left ordinary: the two must agree on every shot
+      the junk run did not draw as junk, pixel for pixel, and differ on every one it did."""
+    args = dict(
+        width=64, height=36, shots_per_video=(8, 8), min_shot_s=1.0, max_shot_s=1.5,
+        long_shot=False,
+    )  # fmt: skip
+    kinds = ("static", "flat", "blurry", "ad", "sign")
+    junk = dict(args, **{f"{kind}_prob": 0.1 for kind in kinds})
+    # Deterministic, repeats (which draw from the earlier shots) included.
+    repeats = dict(args, ad_prob=0.3, repeat_prob=0.5)
+    one, two = (synthesize(tmp_path / d, 1, seed=6, **repeats) for d in ("one", "two"))
+    assert one == two and any(s["repeat_of"] for s in one[0]["shots"])
+    assert (tmp_path / "one/video_000.mp4").read_bytes() == (
+        tmp_path / "two/video_000.mp4"
     ).read_bytes()
-    junk = dict(args, ad_prob=0.5, repeat_prob=0.5)
-    one, two = (synthesize(tmp_path / d, 1, seed=5, **junk) for d in ("c", "d"))
-    assert one == two
-    assert (tmp_path / "c/video_000.mp4").read_bytes() == (
-        tmp_path / "d/video_000.mp4"
-    ).read_bytes()
+
+    entry, frames, draws = _filmed(monkeypatch, tmp_path / "junk", 6, **junk)
+    assert draws == 8  # one per shot
+
+    _, _, plain_draws = _filmed(monkeypatch, tmp_path / "plain", 6, **args)
+    assert plain_draws == 0
+
+    ref, ref_frames, ref_draws = _filmed(
+        monkeypatch, tmp_path / "ref", 6, **args, miscaption_prob=0.5
+    )
+    assert ref_draws == draws
+    assert (ref["n_frames"], ref["cuts"]) == (entry["n_frames"], entry["cuts"])
+    drawn, ordinary = [], 0
+    for i, (shot, plain) in enumerate(zip(entry["shots"], ref["shots"], strict=True)):
+        span = slice(shot["start_frame"], shot["end_frame"])
+        assert (plain["start_frame"], plain["end_frame"]) == (span.start, span.stop)
+        label = shot["overlay"] or shot["kind"]
+        if label in kinds:
+            drawn.append(label)
+            # The same draw made the reference's shot a miscaption: its cue is the previous
+            # shot's caption (the first shot has none before it).
+            assert plain["kind"] == "shot" and plain["overlay"] is None
+            assert i == 0 or plain["sidecar_caption"] is not None, (i, plain)
+            assert not np.array_equal(frames[span], ref_frames[span]), (i, label)
+        else:
+            assert shot == plain, i
+            if shot["kind"] != "dissolve":  # a dissolve may fade into a junk neighbour
+                assert np.array_equal(frames[span], ref_frames[span]), (i, label)
+            ordinary += shot["kind"] == "shot"
+    assert set(drawn) == set(kinds) and ordinary >= 2, (drawn, ordinary)
 
 
 def test_bad_probabilities_name_the_flags(tmp_path, capsys):
