@@ -23,7 +23,14 @@ MAX_LINES = 420  # "about 400": a module past this holds more than one job
 # The DataModule sits above the cache because it dispatches to the latent reader.
 TRAIN_LAYERS: tuple[tuple[str, ...], ...] = (
     ("schemas",),
-    ("train.schedule", "train.flow", "train.data", "train.models", "train.autoencoder"),
+    (
+        "train.schedule",
+        "train.flow",
+        "train.filmstrip",
+        "train.data",
+        "train.models",
+        "train.autoencoder",
+    ),
     ("train.cache",),
     ("train.module", "train.data.module", "train.vae_module"),
     ("train.cli",),

@@ -6,6 +6,7 @@ The top level holds what ties training together:
     module.py    `VideoDiffusion`, the LightningModule: rectified flow around the DiT
     flow.py      rectified flow: timestep sampling and shift, loss target, Euler/Heun + CFG
     schedule.py  the warmup-cosine learning rate both LightningModules use
+    filmstrip.py videos as labelled, enlarged filmstrips (`clipmill sample`'s grid.png)
 
 Subpackages, lowest layer first (a layer imports only its own or lower ones; checked
 by tests/test_layout.py):

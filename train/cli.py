@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -191,7 +192,8 @@ def sample_main(argv: list[str]) -> int:
         print("clipmill sample: give --prompt or --prompts-file", file=sys.stderr)
         return 2
     from train.data.video_io import write_mp4
-    from train.module import VideoDiffusion, frame_grid, to_uint8
+    from train.filmstrip import filmstrip
+    from train.module import VideoDiffusion, to_uint8
 
     moved = {"autoencoder": args.ckpt_vae} if args.ckpt_vae else {}
     model = VideoDiffusion.load_from_checkpoint(args.ckpt, map_location=args.device, **moved)
@@ -220,7 +222,8 @@ def sample_main(argv: list[str]) -> int:
         name = f"{i:03d}_{_slug(prompt)}.mp4"
         write_mp4(str(out / name), clip.numpy(), fps)
         index.append({"file": name, "prompt": prompt})
-    _save_png(out / "grid.png", frame_grid(video))
+    # One labelled filmstrip per prompt, frames enlarged to >= 64 px: readable by eye.
+    _save_png(out / "grid.png", filmstrip(to_uint8(video).numpy(), prompts))
     (out / "prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
     # Which file holds which prompt, for `clipmill evaluate` (file names are truncated slugs).
     (out / "samples.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
@@ -231,4 +234,4 @@ def sample_main(argv: list[str]) -> int:
 def _save_png(path: Path, image: Any) -> None:
     from PIL import Image
 
-    Image.fromarray(image.numpy()).save(path)
+    Image.fromarray(np.asarray(image)).save(path)

@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.demo.presets import HOLDOUT, JUNK, PARAPHRASES, PRESETS, SHORT_SIDE
-from pipeline.demo.report import plot_losses, write_markdown
+from pipeline.demo.report import plot_losses, truth_strips, write_markdown
 from pipeline.demo.rows import train_rows
 from pipeline.synthetic.evaluate import eval_prompts, evaluate, render_truth_clips
 from pipeline.synthetic.synth import synthesize
@@ -64,6 +64,7 @@ def run_demo(
         rows["latent"] = train_latent_row(out, preset)
     # What 100% looks like at the training size: the checker on ground-truth clips.
     truth = render_truth_clips(out / "checker_truth", 32, 8, seed=seed)
+    truth_strips(truth)
     rows = {"ground truth (checker)": evaluate(truth, load_holdout(HOLDOUT)), **rows}
     clock["total"] = time.perf_counter() - began
     report = {"preset": preset_name, "config": asdict(preset), "ablate": ablate, "latent": latent,

@@ -37,8 +37,13 @@ def train_latent_row(out: Path, preset: Preset) -> dict[str, Any]:
         raise RuntimeError("training the autoencoder failed (see the log above)")
     vae = str(run / "checkpoints" / "last.ckpt")
     cache = out / "cache"
+    rate = (
+        ["--span-s", str(preset.span_s)]
+        if preset.span_s is not None
+        else ["--fps", str(preset.fps)]
+    )
     argv = ["--train-config", str(LATENT), "--ckpt-vae", vae, "--shards", shards, "--output",
-            str(cache), "--views", str(VIEWS), "--fps", str(preset.fps), "--flip-prob", "0",
+            str(cache), "--views", str(VIEWS), *rate, "--flip-prob", "0",
             "--overwrite"]  # fmt: skip
     if cache_main(argv) != 0:
         raise RuntimeError("clipmill cache failed (see the log above)")

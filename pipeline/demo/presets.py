@@ -33,6 +33,9 @@ class Preset:
     fps: float = 12.0
     """frame rate of the training samples: 8 frames at 6 fps span 1.3 s, enough to show the
     slow steady motion of a 6-s shot at 32 px"""
+    span_s: float | str | None = None
+    """instead of `fps`: spread each sample's frames over this many seconds of its clip
+    ("clip": the whole clip), so the sample shows the shot's motion (`--data.span_s`)"""
     train: tuple[str, ...] = ()
 
 

@@ -4,9 +4,11 @@ needed) and `report.md`, which says plainly what the numbers show."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from pipeline.synthetic.evaluate import markdown_table
@@ -81,6 +83,20 @@ def _data_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def truth_strips(folder: Path, count: int = 6) -> Path:
+    """`folder/grid.png`: `count` of the ground-truth clips in `folder` (from
+    `render_truth_clips`) drawn like the samples' grid, for comparison by eye."""
+    from train.data.video_io import decode_mp4
+    from train.filmstrip import filmstrip
+
+    items = json.loads((folder / "samples.json").read_text(encoding="utf-8"))
+    picked = items[:: max(1, len(items) // count)][:count]
+    clips = np.stack([decode_mp4((folder / item["file"]).read_bytes()) for item in picked])
+    path = folder / "grid.png"
+    Image.fromarray(filmstrip(clips, [item["prompt"] for item in picked])).save(path)
+    return path
+
+
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     """report.md: what was run, the table, the data, the pictures, the timings."""
     cfg, rows = report["config"], report["rows"]
@@ -113,6 +129,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         *_data_lines(report),
         "",
         "## Samples and loss",
+        "Each row is one prompt's video, its frames left to right. What the checker expects "
+        "looks like this (ground-truth clips at the training size):",
+        "",
+        "![ground truth](checker_truth/grid.png)"
+        if (path.parent / "checker_truth" / "grid.png").exists()
+        else "(no ground-truth strips)",
+        "",
         *[f"![{n} samples](samples_{n}/grid.png)" for n in rows if n != "ground truth (checker)"],
         "",
         "![loss](loss.png)" if (path.parent / "loss.png").exists() else "(no loss curve logged)",

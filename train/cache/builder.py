@@ -42,14 +42,15 @@ from train.cache.format import (
 from train.data.augment import (
     DEFAULT_FLIP_PAIRS,
     CorruptSample,
-    _record,
     caption_choices,
+    check_span,
     finite_number,
     flip_caption,
     flip_video,
-    frame_stride,
+    parse_record,
     random_offset,
     resize_for_crop,
+    sample_stride,
     temporal_indices,
 )
 from train.data.video_io import Mp4Reader
@@ -66,6 +67,8 @@ class CacheConfig:
     size: tuple[int, int] = (32, 32)
     fps: float | None = None
     frame_stride: int | None = None
+    span_s: float | str | None = None
+    """spread a view's frames over this many seconds of the clip ("clip": all of it)"""
     stride_jitter: float = 0.25
     """views 1.. use the stride times a factor in [1/(1+j), 1+j] (their fps is recorded)"""
     flip_prob: float = 0.5
@@ -92,8 +95,11 @@ class CacheConfig:
                 raise ValueError(
                     f"--{flag} must {must}, got {getattr(self, flag.replace('-', '_'), None)!r}"
                 )
-        if self.fps is not None and self.frame_stride is not None:
-            raise ValueError("give --fps or --frame-stride, not both")
+        check_span(self.span_s, "--span-s")
+        given = [f for f in ("fps", "frame_stride", "span_s") if getattr(self, f) is not None]
+        if len(given) > 1:
+            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ValueError(f"give one of --fps, --frame-stride, --span-s, not {flags}")
 
     def check_autoencoder(self, vae: Any) -> None:
         """ValueError naming --frames/--size when the autoencoder cannot take them."""
@@ -113,7 +119,7 @@ def draw_views(raw: dict[str, Any], cfg: CacheConfig) -> tuple[list[np.ndarray],
 
     Raises CorruptSample. One reader serves every view (the clip is opened once).
     """
-    record = _record(raw)
+    record = parse_record(raw)
     if not raw.get("mp4"):
         raise CorruptSample("missing_mp4")
     rng = np.random.default_rng(key_seed(cfg.seed, raw["__key__"]))
@@ -123,7 +129,9 @@ def draw_views(raw: dict[str, Any], cfg: CacheConfig) -> tuple[list[np.ndarray],
             info = reader.info
             clip_fps = info.fps or finite_number(record, "fps", 0.0)
             n_frames = info.n_frames or int(finite_number(record, "n_frames", 0.0))
-            base = frame_stride(clip_fps, cfg.fps, cfg.frame_stride)
+            base = sample_stride(
+                clip_fps, n_frames, cfg.num_frames, cfg.fps, cfg.frame_stride, cfg.span_s
+            )
             scaled = resize_for_crop(info.height, info.width, cfg.size)
             for k in range(cfg.views):
                 view_rng = rng if k else None  # view 0: centred, unflipped

@@ -5,7 +5,7 @@
 
 `--train-config configs/train/latent_tiny.yaml` takes the text encoder
 (`model.text`), the autoencoder (`model.autoencoder`) and the sampling
-(`data.num_frames/size/fps/frame_stride/flip_pairs`) from the training YAML,
+(`data.num_frames/size/fps/frame_stride/span_s/flip_pairs`) from the training YAML,
 so the cache matches what that training run will check; explicit flags win.
 Exit codes: 0 done (corrupt clips are counted, not fatal), 2 usage/config error.
 """
@@ -27,6 +27,10 @@ def _size(text: str) -> tuple[int, int]:
     return int(h), int(w or h)
 
 
+def _span(text: str) -> float | str:
+    return "clip" if text == "clip" else float(text)
+
+
 def cache_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="clipmill cache",
@@ -41,6 +45,9 @@ def cache_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, help="N or HxW, multiples of f_s (default 32)")
     p.add_argument("--fps", type=float, help="sample frames at this rate")
     p.add_argument("--frame-stride", type=int, help="or take every n-th frame")
+    p.add_argument(
+        "--span-s", type=_span, help="or spread the frames over N seconds of the clip, or 'clip'"
+    )
     p.add_argument("--stride-jitter", type=float, help="views 1.. vary the stride by up to this")
     p.add_argument("--flip-prob", type=float, help="chance a view 1.. is mirrored (default 0.5)")
     p.add_argument("--seed", type=int, help="seed of the views (default 0)")
@@ -69,7 +76,7 @@ def _train_defaults(path: str | None) -> tuple[dict, dict, str | None]:
     with open(path, encoding="utf-8") as f:
         cfg = yaml.safe_load(f) or {}
     model, data = cfg.get("model") or {}, cfg.get("data") or {}
-    options = {k: data[k] for k in ("fps", "frame_stride", "flip_pairs") if data.get(k)}
+    options = {k: data[k] for k in ("fps", "frame_stride", "span_s", "flip_pairs") if data.get(k)}
     if data.get("num_frames"):
         options["num_frames"] = data["num_frames"]
     if data.get("size"):

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +35,50 @@ def frame_stride(clip_fps: float, fps: float | None, stride: int | None) -> floa
             raise ValueError("clip has no frame rate; cannot sample at a target fps")
         return max(1.0, clip_fps / fps)
     return float(stride or 1)
+
+
+Span = float | Literal["clip"] | None
+"""Seconds of the clip a sample's frames are spread over; "clip": the whole clip."""
+
+
+def check_span(span_s: Any, flag: str) -> None:
+    """ValueError naming `flag` unless `span_s` is None, "clip" or a positive number."""
+    if span_s is None or span_s == "clip":
+        return
+    if isinstance(span_s, bool) or not isinstance(span_s, int | float) or not span_s > 0:
+        raise ValueError(f"{flag} must be a positive number of seconds or 'clip', got {span_s!r}")
+
+
+def span_stride(n_frames: int, num_frames: int, clip_fps: float, span_s: float | str) -> float:
+    """The stride that spreads `num_frames` evenly over `span_s` seconds of the clip.
+
+    Consecutive frames of a 2-10 s shot barely move; spreading the same frames over
+    the shot shows the motion. "clip" spans the whole clip; a clip shorter than
+    the span is spanned whole. The effective rate, clip_fps / stride, is what the
+    batch's `fps` reports and the model is conditioned on.
+    """
+    if num_frames <= 1:
+        return 1.0
+    frames = n_frames
+    if span_s != "clip":
+        if not clip_fps > 0:
+            raise ValueError("clip has no frame rate; cannot spread frames over seconds")
+        frames = min(n_frames, math.floor(float(span_s) * clip_fps + 0.5))
+    return max(1.0, (frames - 1) / (num_frames - 1))
+
+
+def sample_stride(
+    clip_fps: float,
+    n_frames: int,
+    num_frames: int,
+    fps: float | None = None,
+    stride: int | None = None,
+    span_s: Span = None,
+) -> float:
+    """Frames between two sampled frames, from whichever of span_s, fps, stride is set."""
+    if span_s is not None:
+        return span_stride(n_frames, num_frames, clip_fps, span_s)
+    return frame_stride(clip_fps, fps, stride)
 
 
 def temporal_indices(
@@ -149,6 +193,7 @@ class SampleConfig:
     size: tuple[int, int] = (32, 32)  # (height, width)
     fps: float | None = None
     frame_stride: int | None = None
+    span_s: Span = None
     flip_prob: float = 0.5
     flip_pairs: tuple[tuple[str, str], ...] = DEFAULT_FLIP_PAIRS
     caption_rotation: bool = True
@@ -163,8 +208,10 @@ class SampleConfig:
         _check(self.fps is None or self.fps > 0, "fps", "be positive", self.fps)
         stride = self.frame_stride
         _check(stride is None or stride >= 1, "frame_stride", "be at least 1", stride)
-        if self.fps is not None and stride is not None:
-            raise ValueError("give --data.fps or --data.frame_stride, not both")
+        check_span(self.span_s, "--data.span_s")
+        given = [f for f in ("fps", "frame_stride", "span_s") if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of --data.fps, --data.frame_stride, --data.span_s: {given}")
         _check(0.0 <= self.flip_prob <= 1.0, "flip_prob", "be in [0, 1]", self.flip_prob)
 
 
@@ -192,7 +239,7 @@ def prepare_sample(
     small costs less than torch's shared-memory hand-off (measured). `collate`
     converts. Raises CorruptSample.
     """
-    record = _record(raw)
+    record = parse_record(raw)
     if not raw.get("mp4"):
         raise CorruptSample("missing_mp4")
     primary = raw["txt"].decode("utf-8", "replace") if isinstance(raw.get("txt"), bytes) else None
@@ -201,7 +248,9 @@ def prepare_sample(
             info = reader.info
             clip_fps = info.fps or finite_number(record, "fps", 0.0)
             n_frames = info.n_frames or int(finite_number(record, "n_frames", 0.0))
-            stride = frame_stride(clip_fps, cfg.fps, cfg.frame_stride)
+            stride = sample_stride(
+                clip_fps, n_frames, cfg.num_frames, cfg.fps, cfg.frame_stride, cfg.span_s
+            )
             indices, used = temporal_indices(n_frames, cfg.num_frames, stride, rng)
             scaled = resize_for_crop(info.height, info.width, cfg.size)
             video = reader.read(indices, scaled)
@@ -225,7 +274,7 @@ def prepare_sample(
     }
 
 
-def _record(raw: dict[str, Any]) -> dict[str, Any]:
+def parse_record(raw: dict[str, Any]) -> dict[str, Any]:
     if "json" not in raw:
         return {}  # the mp4 alone is usable: its container knows fps and frame count
     try:

@@ -64,6 +64,11 @@ class VideoDataModule(L.LightningDataModule):
         frame_stride: take every n-th frame. None with fps None: consecutive.
             A clip too short for the span gets a smaller stride (reported in
             the batch's fps); one shorter than num_frames repeats its last frame.
+        span_s: spread the frames evenly over this many seconds of each clip
+            ("clip": over the whole clip), so a sample shows the shot's motion,
+            not a fraction of a second of it; a clip shorter than the span is
+            spanned whole. The rate this gives is the batch's fps. Excludes fps
+            and frame_stride.
         batch_size: samples per batch on each rank.
         num_workers: DataLoader worker processes per rank (0 = in process).
         shuffle_buffer: samples in each worker's shuffle buffer (0 or 1: off).
@@ -96,6 +101,7 @@ class VideoDataModule(L.LightningDataModule):
         size: int | tuple[int, int] = 32,
         fps: float | None = None,
         frame_stride: int | None = None,
+        span_s: float | Literal["clip"] | None = None,
         batch_size: int = 8,
         num_workers: int = 2,
         shuffle_buffer: int = 256,

@@ -7,6 +7,7 @@ curation's own ShardWriter (one corrupt mp4 among them).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -183,6 +184,23 @@ def test_bad_options_name_their_flag(tiny_vae):
         CacheConfig(num_frames=4).check_autoencoder(tiny_vae())
     with pytest.raises(ValueError, match="--size"):
         CacheConfig(size=(18, 16)).check_autoencoder(tiny_vae())
+
+
+def test_views_spread_over_the_clip_with_span(tiny_vae):
+    raw = {"__key__": key(0), "mp4": encode_mp4(render(-1), FPS), "txt": b"a red square"}
+    cfg = dataclasses.replace(CFG, span_s="clip", stride_jitter=0.0)
+    _, views, _ = draw_views(raw, cfg)
+    stride = (FRAMES - 1) / (cfg.num_frames - 1)
+    assert views[0]["frames"] == [0, 3, 6, 9, 12]  # view 0: the whole clip, first to last
+    for view in views:
+        assert len(view["frames"]) == cfg.num_frames
+        assert view["fps"] == pytest.approx(FPS / stride)  # the rate the frames show
+    half = dataclasses.replace(cfg, span_s=0.25)  # 6 frames of the 13, centred: 3..8
+    assert draw_views(raw, half)[1][0]["frames"] == [3, 4, 6, 7, 8]
+    with pytest.raises(ValueError, match="give one of --fps, --frame-stride, --span-s"):
+        CacheConfig(span_s="clip", fps=6.0)
+    with pytest.raises(ValueError, match="--span-s must be a positive number of seconds"):
+        CacheConfig(span_s=-1.0)
 
 
 def manifest_row(i: int, source: str, caption: str, reasons: list[str]) -> dict:

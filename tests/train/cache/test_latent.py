@@ -26,6 +26,7 @@ from train.cache.sources import add_images, add_shards
 from train.cli import sample_main, train_main
 from train.data.module import VideoDataModule
 from train.data.shards import iter_tar_samples
+from train.filmstrip import filmstrip
 from train.models.dit import DiTConfig
 from train.models.text import TextEncoderSpec, build_text_encoder
 from train.module import VideoDiffusion
@@ -231,7 +232,9 @@ def test_fit_from_the_cache_and_sample_pixels_from_the_cli(cache, tmp_path, caps
     assert sample_main(argv) == 0
     assert len(list(out.glob("*.mp4"))) == 1
     grid = np.asarray(Image.open(out / "grid.png"))
-    assert grid.shape == (SIZE, SIZE * CFG.num_frames, 3)  # decoded pixels, not latents
+    # Decoded pixels, not latents: the strip of one SIZE x SIZE video of num_frames frames.
+    strip = filmstrip(np.zeros((1, CFG.num_frames, SIZE, SIZE, 3), np.uint8), ["prompt"])
+    assert grid.shape == strip.shape
     with pytest.raises(ValueError, match="not the VAE"):
         sample_main([*argv, "--ckpt-vae", cache["other_vae"]])
     capsys.readouterr()

@@ -359,7 +359,7 @@ def test_datamodule_yields_batches_and_validates_flags(shards: list[str]) -> Non
     val = [k for b in dm.val_dataloader() for k in b["key"]]
     assert val == [clip_key(i) for i in range(4) if i != 3]  # in order, corrupt one skipped
     assert dm.stats["val"]["corrupt"] == 1
-    with pytest.raises(ValueError, match="--data.fps or --data.frame_stride"):
+    with pytest.raises(ValueError, match="give one of --data.fps, --data.frame_stride"):
         VideoDataModule(shards=folder, fps=8.0, frame_stride=2)
     with pytest.raises(ValueError, match="--data.flip_prob"):
         VideoDataModule(shards=folder, flip_prob=2.0)

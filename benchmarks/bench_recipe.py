@@ -1,0 +1,85 @@
+"""Which training recipe learns the shapes world: paired runs on one curated dataset.
+
+Reuses a `clipmill demo` output folder (its curated shards and eval prompts), trains each
+variant with the demo's own row (`pipeline.demo.rows.train_and_sample`: same steps, seed,
+batch and sampling as `make demo`, only the named flags differ), samples every eval
+prompt and scores it with the checker. One variant at a time, so timings compare.
+
+    clipmill demo --output /tmp/d --preset default            # once: synth + curate + baseline
+    python benchmarks/bench_recipe.py --demo /tmp/d --steps 500 \
+        --variant 'fps6=' --variant 'clip=--data.span_s clip'
+
+Prints a markdown table (seen-combination colour / shape / direction / all three /
+persistence, train seconds) and writes DEMO/recipe_<name>.json per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _measure import machine  # noqa: E402
+
+from pipeline.demo.presets import PRESETS  # noqa: E402
+from pipeline.demo.rows import train_and_sample  # noqa: E402
+
+COLUMNS = ("colour", "shape", "direction", "all_three", "persistence")
+
+
+def parse_variant(text: str) -> tuple[str, list[str], dict]:
+    """'name=flags' -> (name, train flags, preset fields); preset fields are `@field=value`."""
+    name, _, flags = text.partition("=")
+    args, fields = [], {}
+    for word in shlex.split(flags):
+        if word.startswith("@"):
+            key, _, value = word[1:].partition("=")
+            fields[key] = None if value == "none" else _number(value)
+        else:
+            args.append(word)
+    return name, args, fields
+
+
+def _number(value: str) -> float | int | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--demo", type=Path, required=True, help="a `clipmill demo` output folder")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--variant", action="append", required=True, help="'name=flags'")
+    args = p.parse_args()
+    print(f"machine: {machine()}")
+    print("| variant | flags | " + " | ".join(COLUMNS) + " | train s |")
+    print("|---|---|" + "---|" * (len(COLUMNS) + 1))
+    for text in args.variant:
+        name, flags, fields = parse_variant(text)
+        preset = PRESETS[args.preset]
+        preset = dataclasses.replace(
+            preset, steps=args.steps or preset.steps, train=(*preset.train, *flags), **fields
+        )
+        shards = ["--data.shards", str(args.demo / "curated" / "shards" / "*.tar")]
+        report = train_and_sample(f"recipe_{name}", shards, args.demo, preset)
+        (args.demo / f"recipe_{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        seen = report["groups"]["seen"]
+        cells = " | ".join(f"{100 * seen[c]:.0f}%" for c in COLUMNS)
+        spec = " ".join(flags + [f"@{k}={v}" for k, v in fields.items()])
+        print(f"| {name} | `{spec}` | {cells} | {report['seconds']['train']:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
