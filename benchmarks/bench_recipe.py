@@ -7,7 +7,8 @@ prompt and scores it with the checker. One variant at a time, so timings compare
 
     clipmill demo --output /tmp/d --preset default            # once: synth + curate + baseline
     python benchmarks/bench_recipe.py --demo /tmp/d --steps 500 \
-        --variant 'fps6=' --variant 'clip=--data.span_s clip'
+        --variant 'fps6=' --variant 'clip=@span_s=clip' \
+        --variant 'clip_fps2=@span_s=clip | --micro fps=2' --variant 'deep4=--model.dit.depth 4'
 
 Prints a markdown table (seen-combination colour / shape / direction / all three /
 persistence, train seconds) and writes DEMO/recipe_<name>.json per variant.
@@ -34,10 +35,15 @@ COLUMNS = ("colour", "shape", "direction", "all_three", "persistence")
 
 
 def parse_variant(text: str) -> tuple[str, list[str], dict]:
-    """'name=flags' -> (name, train flags, preset fields); preset fields are `@field=value`."""
+    """'name=flags' -> (name, train flags, preset fields); preset fields are `@field=value`;
+    words after a lone `|` are `clipmill sample` flags (the preset's `sample`)."""
     name, _, flags = text.partition("=")
     args, fields = [], {}
-    for word in shlex.split(flags):
+    words = shlex.split(flags)
+    if "|" in words:
+        cut = words.index("|")
+        words, fields["sample"] = words[:cut], tuple(words[cut + 1 :])
+    for word in words:
         if word.startswith("@"):
             key, _, value = word[1:].partition("=")
             fields[key] = None if value == "none" else _number(value)

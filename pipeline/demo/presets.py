@@ -37,6 +37,8 @@ class Preset:
     """instead of `fps`: spread each sample's frames over this many seconds of its clip
     ("clip": the whole clip), so the sample shows the shot's motion (`--data.span_s`)"""
     train: tuple[str, ...] = ()
+    sample: tuple[str, ...] = ()
+    """extra `clipmill sample` flags, e.g. ("--micro", "fps=2") to ask for a frame rate"""
 
 
 SMOKE_MODEL = ("--model.dit.depth", "2", "--model.dit.width", "64", "--model.dit.heads", "2")

@@ -77,7 +77,8 @@ def train_and_sample(
     samples = out / f"samples_{name}"
     code = sample_main(["--ckpt", str(run / "checkpoints" / "last.ckpt"), "--prompts-file",
                         str(prompts), "--output", str(samples), "--steps",
-                        str(preset.sample_steps), "--batch-size", "30"])  # fmt: skip
+                        str(preset.sample_steps), "--batch-size", "30",
+                        *preset.sample])  # fmt: skip
     if code != 0:
         raise RuntimeError(f"sampling {name} failed")
     sampled = time.perf_counter()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -198,6 +199,7 @@ class SampleConfig:
     flip_pairs: tuple[tuple[str, str], ...] = DEFAULT_FLIP_PAIRS
     caption_rotation: bool = True
     use_weights: bool = True
+    decode_cache_mb: float = 0.0
 
     def __post_init__(self) -> None:
         size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
@@ -213,11 +215,40 @@ class SampleConfig:
         if len(given) > 1:
             raise ValueError(f"give one of --data.fps, --data.frame_stride, --data.span_s: {given}")
         _check(0.0 <= self.flip_prob <= 1.0, "flip_prob", "be in [0, 1]", self.flip_prob)
+        _check(self.decode_cache_mb >= 0, "decode_cache_mb", "be >= 0", self.decode_cache_mb)
 
 
 def _check(ok: bool, flag: str, must: str, value: Any) -> None:
     if not ok:
         raise ValueError(f"--data.{flag} must {must}, got {value!r}")
+
+
+class DecodedClips:
+    """A byte-bounded LRU of decoded, resized clips: decode a clip once, sample it many times.
+
+    Scarce data means many epochs over the same few hundred clips, and spreading a
+    sample over its clip (`span_s`) decodes most of the clip every time; at the
+    training size a clip is small (8 s at 24 fps, 57x32: 1 MB), so keeping it costs
+    little. One per dataset copy (so per DataLoader worker and epoch); oldest out first.
+    """
+
+    def __init__(self, budget_mb: float) -> None:
+        self.budget = int(budget_mb * 2**20)
+        self.used = 0
+        self._clips: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    def frames(self, key: tuple, read_all: Callable[[], np.ndarray]) -> np.ndarray:
+        """The clip's frames under `key`, from memory or from `read_all()` (then kept)."""
+        if key in self._clips:
+            self._clips.move_to_end(key)
+            return self._clips[key]
+        frames = read_all()
+        if frames.nbytes <= self.budget:
+            while self.used + frames.nbytes > self.budget:
+                self.used -= self._clips.popitem(last=False)[1].nbytes
+            self._clips[key] = frames
+            self.used += frames.nbytes
+        return frames
 
 
 class CorruptSample(ValueError):
@@ -229,7 +260,10 @@ class CorruptSample(ValueError):
 
 
 def prepare_sample(
-    raw: dict[str, Any], cfg: SampleConfig, rng: np.random.Generator | None
+    raw: dict[str, Any],
+    cfg: SampleConfig,
+    rng: np.random.Generator | None,
+    decoded: DecodedClips | None = None,
 ) -> dict[str, Any]:
     """Decode and augment one shard sample (`{"__key__", "mp4", "json", "txt"}` bytes).
 
@@ -237,7 +271,8 @@ def prepare_sample(
     flip. The video stays a uint8 numpy [T, H, W, 3]: 4x less than float to
     ship from a worker, and pickled through the pipe, which for clips this
     small costs less than torch's shared-memory hand-off (measured). `collate`
-    converts. Raises CorruptSample.
+    converts. `decoded` keeps whole decoded clips for the next sample of the same clip
+    (`--data.decode_cache_mb`). Raises CorruptSample.
     """
     record = parse_record(raw)
     if not raw.get("mp4"):
@@ -253,7 +288,11 @@ def prepare_sample(
             )
             indices, used = temporal_indices(n_frames, cfg.num_frames, stride, rng)
             scaled = resize_for_crop(info.height, info.width, cfg.size)
-            video = reader.read(indices, scaled)
+            if decoded is None:
+                video = reader.read(indices, scaled)
+            else:  # every frame once, then indexed; past the real end: the last frame
+                every = decoded.frames((raw["__key__"], scaled), lambda: reader.read_all(scaled))
+                video = every[np.minimum(indices, len(every) - 1)]
     except Exception as err:  # any decoder failure is the sample's fault, not the run's
         raise CorruptSample("decode_error", f"{type(err).__name__}: {err}") from err
     video = crop(video, cfg.size, rng)

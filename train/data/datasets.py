@@ -35,6 +35,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from train.data.augment import (
     CorruptSample,
+    DecodedClips,
     SampleConfig,
     prepare_sample,
 )
@@ -78,6 +79,7 @@ class ShardVideoDataset(IterableDataset):
     world_size: int = 1
     epoch: int = field(default=0, init=False)
     stats: Counter = field(default_factory=Counter, init=False)  # this process's iterations
+    decoded: DecodedClips | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode == "epoch" and len(self.counts or []) != len(self.urls):
@@ -147,7 +149,9 @@ class ShardVideoDataset(IterableDataset):
 
     def prepare(self, item: dict[str, Any], rng: np.random.Generator | None) -> dict[str, Any]:
         """One raw shard sample -> one training sample (the latent cache overrides this)."""
-        return prepare_sample(item, self.cfg, rng)
+        if self.decoded is None and self.cfg.decode_cache_mb > 0:
+            self.decoded = DecodedClips(self.cfg.decode_cache_mb)
+        return prepare_sample(item, self.cfg, rng, self.decoded)
 
     def _epoch_part(self, worker: int, num_workers: int) -> Iterator[dict]:
         order, shift = list(range(len(self.urls))), 0

@@ -69,6 +69,10 @@ class VideoDataModule(L.LightningDataModule):
             not a fraction of a second of it; a clip shorter than the span is
             spanned whole. The rate this gives is the batch's fps. Excludes fps
             and frame_stride.
+        decode_cache_mb: keep up to this many MB of decoded clips (at the
+            training size) in each DataLoader worker, so many epochs over few
+            clips decode each clip about once per epoch instead of once a
+            sample. 0: off.
         batch_size: samples per batch on each rank.
         num_workers: DataLoader worker processes per rank (0 = in process).
         shuffle_buffer: samples in each worker's shuffle buffer (0 or 1: off).
@@ -102,6 +106,7 @@ class VideoDataModule(L.LightningDataModule):
         fps: float | None = None,
         frame_stride: int | None = None,
         span_s: float | Literal["clip"] | None = None,
+        decode_cache_mb: float = 0.0,
         batch_size: int = 8,
         num_workers: int = 2,
         shuffle_buffer: int = 256,

@@ -9,6 +9,7 @@ import pytest
 
 from schemas import empty_clip
 from train.data.augment import (
+    DecodedClips,
     SampleConfig,
     prepare_sample,
     sample_stride,
@@ -93,3 +94,48 @@ def test_a_sample_spread_over_the_clip_shows_its_motion_and_rate():
     columns = [int(np.argmax(frame[..., 0].mean(axis=0))) - 8 for frame in sample["video"]]
     assert columns[0] == 0 and columns[-1] == n - 1  # first and last frame of the clip
     assert sample["fps"] == pytest.approx(fps / ((n - 1) / 3))
+
+
+def moving_bar_sample(n: int = 48, fps: float = 24.0) -> dict:
+    video = np.full((n, 16, 64, 3), 20, np.uint8)
+    for i in range(n):
+        video[i, :, i + 8] = 230
+    key = f"{1:016x}_{0:07d}_{n:07d}"
+    record = empty_clip(clip_id=key, caption="a bar moving right", fps=fps, n_frames=n, kept=True)
+    return {"__key__": key, "mp4": encode_mp4(video, fps), "json": json.dumps(record).encode()}
+
+
+def test_decoded_clips_give_the_same_samples_and_decode_once():
+    raw = moving_bar_sample()
+    cfg = SampleConfig(num_frames=6, size=(16, 32), span_s=1.0, flip_prob=0.0)
+    decoded = DecodedClips(budget_mb=8)
+    calls = []
+    original = decoded.frames
+
+    def counting(key, read_all):
+        calls.append(key in decoded._clips)
+        return original(key, read_all)
+
+    decoded.frames = counting
+    for seed in range(4):
+        plain = prepare_sample(raw, cfg, np.random.default_rng(seed))
+        kept = prepare_sample(raw, cfg, np.random.default_rng(seed), decoded)
+        np.testing.assert_array_equal(kept["video"], plain["video"])
+        assert kept["fps"] == plain["fps"] and kept["caption"] == plain["caption"]
+    assert calls == [False, True, True, True]  # decoded the first time only
+    assert decoded.used == next(iter(decoded._clips.values())).nbytes > 0
+
+
+def test_decoded_clips_stay_within_their_budget():
+    one = np.zeros((10, 32, 32, 3), np.uint8)  # 30 KiB
+    decoded = DecodedClips(budget_mb=70 / 1024)  # room for two
+    for name in "abc":
+        decoded.frames((name,), lambda: one.copy())
+    assert list(decoded._clips) == [("b",), ("c",)] and decoded.used == 2 * one.nbytes
+    decoded.frames(("b",), lambda: one.copy())  # used: now the newest
+    decoded.frames(("d",), lambda: one.copy())
+    assert list(decoded._clips) == [("b",), ("d",)]
+    big = np.zeros((100, 32, 32, 3), np.uint8)  # larger than the budget: used, not kept
+    assert decoded.frames(("e",), lambda: big) is big and ("e",) not in decoded._clips
+    with pytest.raises(ValueError, match="--data.decode_cache_mb must be >= 0"):
+        SampleConfig(decode_cache_mb=-1)
