@@ -74,9 +74,8 @@ def main() -> int:
     for text in args.variant:
         name, flags, fields = parse_variant(text)
         preset = PRESETS[args.preset]
-        preset = dataclasses.replace(
-            preset, steps=args.steps or preset.steps, train=(*preset.train, *flags), **fields
-        )
+        fields.setdefault("steps", args.steps or preset.steps)
+        preset = dataclasses.replace(preset, train=(*preset.train, *flags), **fields)
         shards = ["--data.shards", str(args.demo / "curated" / "shards" / "*.tar")]
         report = train_and_sample(f"recipe_{name}", shards, args.demo, preset)
         (args.demo / f"recipe_{name}.json").write_text(json.dumps(report, indent=1) + "\n")
