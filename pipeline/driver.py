@@ -41,7 +41,7 @@ from pipeline.staging import (
     score_fingerprint,
 )
 from schemas import empty_video
-from schemas.layout import video_dir
+from schemas.layout import video_dir, work_dir
 
 log = logging.getLogger("clipmill")
 Stage = tuple[type, tuple, StageResources]  # stage class, constructor arguments, resources
@@ -176,7 +176,7 @@ def make_runner(cfg: CurateConfig) -> LocalRunner | RayRunner:
 def _discover(inputs: list[str], out: Path) -> list[dict]:
     cands, missing = expand_inputs(inputs, exclude=out)
     rows = [
-        {"path": c.path, "explicit": c.explicit, "order": i, "work_dir": str(out / "work")}
+        {"path": c.path, "explicit": c.explicit, "order": i, "work_dir": str(work_dir(out))}
         for i, c in enumerate(cands)
     ]
     return rows + [
@@ -229,7 +229,7 @@ def curate(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     invalidate(out)
-    work = out / "work"
+    work = work_dir(out)
     t0 = time.perf_counter()
     rows = _discover(inputs, out)
     missing = [r for r in rows if r.get("missing")]

@@ -37,11 +37,7 @@ def train_latent_row(out: Path, preset: Preset) -> dict[str, Any]:
         raise RuntimeError("training the autoencoder failed (see the log above)")
     vae = str(run / "checkpoints" / "last.ckpt")
     cache = out / "cache"
-    rate = (
-        ["--span-s", str(preset.span_s)]
-        if preset.span_s is not None
-        else ["--fps", str(preset.fps)]
-    )
+    rate = [word for k, v in preset.rate().items() for word in ("--" + k.replace("_", "-"), str(v))]
     argv = ["--train-config", str(LATENT), "--ckpt-vae", vae, "--shards", shards, "--output",
             str(cache), "--views", str(VIEWS), *rate, "--flip-prob", "0",
             "--overwrite"]  # fmt: skip

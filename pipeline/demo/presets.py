@@ -37,6 +37,11 @@ class Preset:
     """instead of `fps`: spread each sample's frames over this many seconds of its clip
     ("clip": the whole clip), so the sample shows the shot's motion (`--data.span_s`)"""
     train: tuple[str, ...] = ()
+
+    def rate(self) -> dict[str, float | str]:
+        """How samples are spread in time: {"span_s": ...} when set, else {"fps": ...}."""
+        return {"span_s": self.span_s} if self.span_s is not None else {"fps": self.fps}
+
     sample: tuple[str, ...] = ()
     """extra `clipmill sample` flags, e.g. ("--micro", "fps=2") to ask for a frame rate"""
 

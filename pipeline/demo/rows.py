@@ -52,8 +52,7 @@ def train_overrides(run: Path, steps: int, model: dict | None, data: dict) -> Pa
 
 def sample_data(preset: Preset) -> dict[str, Any]:
     # No flips: a mirrored "left" clip would show a held-out "right" combination.
-    rate = {"span_s": preset.span_s} if preset.span_s is not None else {"fps": preset.fps}
-    return {"batch_size": preset.batch_size, **rate, "flip_prob": 0.0}
+    return {"batch_size": preset.batch_size, **preset.rate(), "flip_prob": 0.0}
 
 
 def train_and_sample(

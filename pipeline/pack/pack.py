@@ -25,7 +25,7 @@ from pipeline.config.curate import CurateConfig
 from pipeline.pack.decide import decide
 from pipeline.stages.clip_embed import EMB_SUFFIX
 from schemas import CLIP_FIELDS, CLIP_SCHEMA, VIDEO_SCHEMA, empty_clip
-from schemas.layout import video_dir
+from schemas.layout import video_dir, work_dir
 from schemas.shards import ShardWriter
 
 FINISHED_FILES = (
@@ -102,7 +102,7 @@ def pack(
     out: Path, videos: list[dict[str, Any]], staged: dict[str, dict], cfg: CurateConfig
 ) -> dict[str, Any]:
     """Decide, then write shards, manifests and summary; `staged`: video_id → staged record."""
-    work = out / "work"
+    work = work_dir(out)
     work.mkdir(parents=True, exist_ok=True)
     # `clipmill pack` reads the config back from here if a pack died before summary.json.
     _write_json(cfg.to_dict(), work / "config.json")

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.config.curate import SECTIONS, ConfigError, CurateConfig, build_config
 from pipeline.config.scores import is_free
+from schemas.layout import work_dir
 
 # Besides pack-time fields: what packing reads, or what no stored result depends on.
 REPACKABLE_PREFIXES = ("ray.", "probe.", "shards.max_samples", "shards.max_bytes")
@@ -64,7 +65,7 @@ def refused_changes(stored: CurateConfig, new: CurateConfig) -> list[str]:
 
 def stored_config(out: Path) -> dict[str, Any]:
     """The config of the last pack: summary.json's, or work/config.json if a pack died."""
-    summary, backup = out / "summary.json", out / "work" / "config.json"
+    summary, backup = out / "summary.json", work_dir(out) / "config.json"
     if summary.is_file():
         return json.loads(summary.read_text())["config"]
     if backup.is_file():
@@ -90,7 +91,7 @@ def repack(out: Path, cfg: CurateConfig) -> dict[str, Any]:
         v["order"] = i
     fp, sfp = fingerprint(cfg), score_fingerprint(cfg)
     ok = [v for v in videos if v["status"] == "ok"]
-    staged = {v["video_id"]: load_staged(out / "work", v["video_id"], fp) for v in ok}
+    staged = {v["video_id"]: load_staged(work_dir(out), v["video_id"], fp) for v in ok}
     lost = [
         v["source_path"]
         for v in ok

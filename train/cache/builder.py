@@ -43,14 +43,14 @@ from train.data.augment import (
     DEFAULT_FLIP_PAIRS,
     CorruptSample,
     caption_choices,
-    check_span,
+    check_rate,
+    clip_timing,
     finite_number,
     flip_caption,
     flip_video,
     parse_record,
     random_offset,
     resize_for_crop,
-    sample_stride,
     temporal_indices,
 )
 from train.data.video_io import Mp4Reader
@@ -95,11 +95,7 @@ class CacheConfig:
                 raise ValueError(
                     f"--{flag} must {must}, got {getattr(self, flag.replace('-', '_'), None)!r}"
                 )
-        check_span(self.span_s, "--span-s")
-        given = [f for f in ("fps", "frame_stride", "span_s") if getattr(self, f) is not None]
-        if len(given) > 1:
-            flags = ", ".join("--" + f.replace("_", "-") for f in given)
-            raise ValueError(f"give one of --fps, --frame-stride, --span-s, not {flags}")
+        check_rate(self, lambda f: "--" + f.replace("_", "-"))
 
     def check_autoencoder(self, vae: Any) -> None:
         """ValueError naming --frames/--size when the autoencoder cannot take them."""
@@ -127,11 +123,7 @@ def draw_views(raw: dict[str, Any], cfg: CacheConfig) -> tuple[list[np.ndarray],
     try:
         with Mp4Reader(raw["mp4"]) as reader:
             info = reader.info
-            clip_fps = info.fps or finite_number(record, "fps", 0.0)
-            n_frames = info.n_frames or int(finite_number(record, "n_frames", 0.0))
-            base = sample_stride(
-                clip_fps, n_frames, cfg.num_frames, cfg.fps, cfg.frame_stride, cfg.span_s
-            )
+            clip_fps, n_frames, base = clip_timing(info, record, cfg)
             scaled = resize_for_crop(info.height, info.width, cfg.size)
             for k in range(cfg.views):
                 view_rng = rng if k else None  # view 0: centred, unflipped

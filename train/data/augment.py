@@ -42,12 +42,33 @@ Span = float | Literal["clip"] | None
 """Seconds of the clip a sample's frames are spread over; "clip": the whole clip."""
 
 
-def check_span(span_s: Any, flag: str) -> None:
-    """ValueError naming `flag` unless `span_s` is None, "clip" or a positive number."""
-    if span_s is None or span_s == "clip":
-        return
-    if isinstance(span_s, bool) or not isinstance(span_s, int | float) or not span_s > 0:
-        raise ValueError(f"{flag} must be a positive number of seconds or 'clip', got {span_s!r}")
+RATE_FIELDS = ("fps", "frame_stride", "span_s")
+
+
+def check_rate(cfg: Any, flag: Callable[[str], str]) -> None:
+    """ValueError naming the flag (`flag(field)`) unless `cfg.span_s` is None, "clip" or a
+    positive number and at most one of fps, frame_stride and span_s is set."""
+    span = cfg.span_s
+    number = isinstance(span, int | float) and not isinstance(span, bool)
+    if not (span is None or span == "clip" or (number and span > 0)):
+        raise ValueError(
+            f"{flag('span_s')} must be a positive number of seconds or 'clip', got {span!r}"
+        )
+    given = [f for f in RATE_FIELDS if getattr(cfg, f) is not None]
+    if len(given) > 1:
+        every, both = (", ".join(flag(f) for f in names) for names in (RATE_FIELDS, given))
+        raise ValueError(f"give one of {every}, not {both}")
+
+
+def clip_timing(info: Any, record: dict[str, Any], cfg: Any) -> tuple[float, int, float]:
+    """(clip fps, frame count, stride) of a clip for `cfg` (num_frames and the rate fields):
+    the container's own figures first, the manifest record's when it has none."""
+    clip_fps = info.fps or finite_number(record, "fps", 0.0)
+    n_frames = info.n_frames or int(finite_number(record, "n_frames", 0.0))
+    stride = sample_stride(
+        clip_fps, n_frames, cfg.num_frames, cfg.fps, cfg.frame_stride, cfg.span_s
+    )
+    return clip_fps, n_frames, stride
 
 
 def span_stride(n_frames: int, num_frames: int, clip_fps: float, span_s: float | str) -> float:
@@ -210,10 +231,7 @@ class SampleConfig:
         _check(self.fps is None or self.fps > 0, "fps", "be positive", self.fps)
         stride = self.frame_stride
         _check(stride is None or stride >= 1, "frame_stride", "be at least 1", stride)
-        check_span(self.span_s, "--data.span_s")
-        given = [f for f in ("fps", "frame_stride", "span_s") if getattr(self, f) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give one of --data.fps, --data.frame_stride, --data.span_s: {given}")
+        check_rate(self, lambda f: f"--data.{f}")
         _check(0.0 <= self.flip_prob <= 1.0, "flip_prob", "be in [0, 1]", self.flip_prob)
         _check(self.decode_cache_mb >= 0, "decode_cache_mb", "be >= 0", self.decode_cache_mb)
 
@@ -281,11 +299,7 @@ def prepare_sample(
     try:
         with Mp4Reader(raw["mp4"]) as reader:
             info = reader.info
-            clip_fps = info.fps or finite_number(record, "fps", 0.0)
-            n_frames = info.n_frames or int(finite_number(record, "n_frames", 0.0))
-            stride = sample_stride(
-                clip_fps, n_frames, cfg.num_frames, cfg.fps, cfg.frame_stride, cfg.span_s
-            )
+            clip_fps, n_frames, stride = clip_timing(info, record, cfg)
             indices, used = temporal_indices(n_frames, cfg.num_frames, stride, rng)
             scaled = resize_for_crop(info.height, info.width, cfg.size)
             if decoded is None:
