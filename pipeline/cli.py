@@ -16,7 +16,9 @@ USAGE = """usage: clipmill {curate,pack,synth,train,sample,cache,evaluate,demo} 
   curate   raw footage -> WebDataset shards + Parquet manifest
   pack     re-apply thresholds/dedup/weights to a curated output (no model runs)
   synth    synthetic raw footage with ground truth
-  train    fit/validate the text-to-video model (LightningCLI)
+  train    fit/validate a text-to-video model (LightningCLI): the DiT from scratch, or
+           fine-tune Wan/LTX-Video/CogVideoX (configs/train/*_lora.yaml); `train plan`
+           shows the fine-tuning buckets
   sample   generate videos from prompts with a checkpoint
   evaluate score shapes-world samples (colour, shape, direction, persistence)
   demo     synth -> curate -> train -> sample -> evaluate, with a report

@@ -111,6 +111,14 @@ HEADER_FIELDS: tuple[Field, ...] = (
     Field("image_shards", pa.list_(pa.string()), {"type": "array", "items": _STR}),
     Field("counts", pa.string(), _OBJ, doc="clips, images, views, corrupt and corrupt/<reason>"),
     Field("bytes", pa.string(), _OBJ, doc="shard bytes in all and per clip"),
+    Field(
+        "family",
+        pa.string(),
+        _OBJ,
+        nullable=True,
+        doc="a pretrained family's cache (clipmill cache --model.pretrained): family, "
+        "pipeline, transformer, vae, text_encoder, objective, text_length, buckets",
+    ),
 )
 
 

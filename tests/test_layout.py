@@ -20,7 +20,9 @@ PACKAGES = ("schemas", "pipeline", "train")
 MAX_LINES = 420  # "about 400": a module past this holds more than one job
 
 # train's layers, lowest first: a module may import its own layer or a lower one.
-# The DataModule sits above the cache because it dispatches to the latent reader.
+# The DataModule sits above the cache because it dispatches to the latent reader;
+# fine-tuning (train.finetune) sits beside the DiT's module, over the data and the cache;
+# `clipmill cache` (train.cache.cli) is a command, so it may build a family's cache.
 TRAIN_LAYERS: tuple[tuple[str, ...], ...] = (
     ("schemas",),
     (
@@ -32,8 +34,8 @@ TRAIN_LAYERS: tuple[tuple[str, ...], ...] = (
         "train.autoencoder",
     ),
     ("train.cache",),
-    ("train.module", "train.data.module", "train.vae_module"),
-    ("train.cli",),
+    ("train.module", "train.data.module", "train.vae_module", "train.finetune"),
+    ("train.cli", "train.cache.cli"),
 )
 
 

@@ -2,7 +2,7 @@
 
 The top level holds what ties training together:
 
-    cli.py       `clipmill train fit|validate` (LightningCLI) and `clipmill sample`
+    cli.py       `clipmill train fit|validate|plan` (LightningCLI) and `clipmill sample`
     module.py    `VideoDiffusion`, the LightningModule: rectified flow around the DiT
     flow.py      rectified flow: timestep sampling and shift, loss target, Euler/Heun + CFG
     schedule.py  the warmup-cosine learning rate both LightningModules use
@@ -21,6 +21,9 @@ by tests/test_layout.py):
     cache/        the latent cache: format (one owner of the on-disk layout), builder,
                   sources (shards, image folders, low-motion rejects), latent datasets
                   (latent) and `clipmill cache` (cli)
+    finetune/     fine-tuning pretrained diffusers families (Wan, LTX-Video, CogVideoX):
+                  LoRA or full, their objectives, buckets on the family's grid, the family
+                  latent cache, LoRA export, `clipmill train plan`; beside module.py
 
 A batch flows shards -> data/ (or cache/ for latents) -> module.py, which encodes the
 caption with models/text, noises the clip with flow.py and trains models/dit; sampling

@@ -52,17 +52,18 @@ def _make_cli_class() -> type:
     return TrainCLI
 
 
-def names_model_class(argv: list[str]) -> bool:
-    """True when the YAML's `model:` has a `class_path` or `--model` names a class.
+def names_model_class(argv: list[str], section: str = "model") -> bool:
+    """True when the YAML's `model:` (or `section:`) has a `class_path` or `--model` names one.
 
     Then the model is chosen by class (`model: class_path: train.autoencoder.module.
-    VideoAutoencoderModule`); otherwise it is VideoDiffusion and `model:` holds its
-    arguments, as before.
+    VideoAutoencoderModule`, or train.finetune.module.FinetuneModule); otherwise it is
+    VideoDiffusion and `model:` holds its arguments, as before. Likewise for `data:`
+    (train.finetune.data.FinetuneDataModule) and the shards' VideoDataModule.
     """
     import yaml
 
     for i, arg in enumerate(argv):
-        if arg == "--model" or arg.startswith("--model="):
+        if arg == f"--{section}" or arg.startswith(f"--{section}="):
             return True
         if (arg == "--config" and i + 1 < len(argv)) or arg.startswith("--config="):
             path = argv[i + 1] if arg == "--config" else arg.partition("=")[2]
@@ -70,23 +71,30 @@ def names_model_class(argv: list[str]) -> bool:
                 cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
             except (OSError, yaml.YAMLError):
                 continue  # the parser reports it, naming --config
-            model = cfg.get("model") if isinstance(cfg, dict) else None
+            model = cfg.get(section) if isinstance(cfg, dict) else None
             if isinstance(model, dict) and "class_path" in model:
                 return True
     return False
 
 
 def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
-    """`clipmill train fit|validate --config ... [--flag value ...]`; returns the exit code.
+    """`clipmill train fit|validate|plan --config ... [--flag value ...]`; returns the exit code.
 
     `datamodule_class` replaces the shards' VideoDataModule (tests use a synthetic one).
     """
+    if argv and argv[0] == "plan":  # fine-tuning buckets, before any model is loaded
+        from train.finetune.plan import plan_main
+
+        return plan_main(list(argv[1:]))
     import lightning as L
 
     from train.cache.format import CacheError
     from train.module import VideoDiffusion
 
     by_class = names_model_class(list(argv))
+    data_by_class = datamodule_class is None and names_model_class(list(argv), "data")
+    if data_by_class:
+        datamodule_class = L.LightningDataModule
     if datamodule_class is None:
         from train.data.module import VideoDataModule  # imported late: curation never pays for it
 
@@ -100,6 +108,7 @@ def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
                 L.LightningModule if by_class else VideoDiffusion,
                 datamodule_class,
                 subclass_mode_model=by_class,
+                subclass_mode_data=data_by_class,
                 args=list(argv),
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs={"prog": "clipmill train"},
@@ -114,11 +123,28 @@ def train_main(argv: list[str], datamodule_class: type | None = None) -> int:
     except ValueError as e:
         # The checks in train/ raise ValueError naming the flag ("--data.num_frames 8 does
         # not fit ..."): a configuration error, so one line and exit 2. Others are bugs.
-        if not str(e).startswith("--"):
+        flagged = _flag_error(e)
+        if flagged is None:
             raise
-        print(f"clipmill train: error: {e}", file=sys.stderr)
+        print(f"clipmill train: error: {flagged}", file=sys.stderr)
         return 2
     return 0
+
+
+def _flag_error(err: BaseException) -> str | None:
+    """The message of the flag-naming ValueError behind `err`, or None when there is none.
+
+    A class chosen by `class_path` (FinetuneModule, FinetuneDataModule) is built by
+    jsonargparse, which re-raises its constructor's ValueError as "Does not validate
+    against any of the Union subtypes ..." `from` the original: follow the cause chain.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, ValueError) and str(err).startswith("--"):
+            return str(err)
+        err = err.__cause__ or err.__context__
+    return None
 
 
 # ---------------------------------------------------------------------- sample
@@ -193,6 +219,38 @@ def sample_main(argv: list[str]) -> int:
         return 2
     from train.data.video_io import write_mp4
     from train.filmstrip import filmstrip
+    from train.finetune.sample import is_finetune_checkpoint
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if is_finetune_checkpoint(args.ckpt):
+        from train.finetune.sample import generate
+
+        frames, train_fps = generate(
+            args.ckpt, prompts, out, num_frames=args.num_frames,
+            size=(args.size, args.size) if isinstance(args.size, int) else args.size,
+            steps=args.steps, cfg=args.cfg, seed=args.seed, batch_size=args.batch_size,
+            use_ema=not args.no_ema, device=args.device,
+        )  # fmt: skip
+    else:
+        frames, train_fps = _sample_dit(args, prompts)
+    fps = args.fps or train_fps
+    index = []
+    for i, (prompt, clip) in enumerate(zip(prompts, frames, strict=True)):
+        name = f"{i:03d}_{_slug(prompt)}.mp4"
+        write_mp4(str(out / name), clip, fps)
+        index.append({"file": name, "prompt": prompt})
+    # One labelled filmstrip per prompt, frames enlarged to >= 64 px: readable by eye.
+    _save_png(out / "grid.png", filmstrip(frames, prompts))
+    (out / "prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    # Which file holds which prompt, for `clipmill evaluate` (file names are truncated slugs).
+    (out / "samples.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {len(prompts)} videos and grid.png to {out}")
+    return 0
+
+
+def _sample_dit(args: argparse.Namespace, prompts: list[str]) -> tuple[np.ndarray, float]:
+    """uint8 [N, T, H, W, 3] from a from-scratch DiT checkpoint, and its sample fps."""
     from train.module import VideoDiffusion, to_uint8
 
     moved = {"autoencoder": args.ckpt_vae} if args.ckpt_vae else {}
@@ -213,22 +271,7 @@ def sample_main(argv: list[str]) -> int:
                 use_ema=not args.no_ema,
             ).cpu()
         )
-    video = torch.cat(videos)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    fps = args.fps or model.hparams.get("sample_fps") or 8
-    index = []
-    for i, (prompt, clip) in enumerate(zip(prompts, to_uint8(video), strict=True)):
-        name = f"{i:03d}_{_slug(prompt)}.mp4"
-        write_mp4(str(out / name), clip.numpy(), fps)
-        index.append({"file": name, "prompt": prompt})
-    # One labelled filmstrip per prompt, frames enlarged to >= 64 px: readable by eye.
-    _save_png(out / "grid.png", filmstrip(to_uint8(video).numpy(), prompts))
-    (out / "prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
-    # Which file holds which prompt, for `clipmill evaluate` (file names are truncated slugs).
-    (out / "samples.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {len(prompts)} videos and grid.png to {out}")
-    return 0
+    return to_uint8(torch.cat(videos)).numpy(), model.hparams.get("sample_fps") or 8
 
 
 def _save_png(path: Path, image: Any) -> None:

@@ -1,14 +1,14 @@
 """A pretrained diffusers autoencoder behind `LatentCodec`'s API (`diffusers:<folder>`).
 
-Supported: `AutoencoderKLCogVideoX`, `AutoencoderKLWan` (causal video VAEs) and the
-image `AutoencoderKL` (applied frame by frame, so f_t = 1). The folder is what
+Supported: `AutoencoderKLCogVideoX`, `AutoencoderKLWan`, `AutoencoderKLLTXVideo` (causal
+video VAEs) and the image `AutoencoderKL` (applied frame by frame, so f_t = 1). The folder is what
 `save_pretrained` writes (config.json + weights); nothing is fetched.
 
 Normalisation: a per-channel `latents_mean`/`latents_std` in the config (Wan, some
-image VAEs) is folded into encode/decode, i.e. this wrapper's latent is already
-`(z - mean_c) / std_c`; the scalar `scaling_factor`/`shift_factor` of the config
-become the wrapper's, so `(z - shift) * scale` is what diffusers' pipelines feed
-their denoisers.
+image VAEs) or in the model's buffers (LTX-Video) is folded into encode/decode, i.e.
+this wrapper's latent is already `(z - mean_c) / std_c`; the scalar
+`scaling_factor`/`shift_factor` of the config become the wrapper's, so
+`(z - shift) * scale` is what diffusers' pipelines feed their denoisers.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import Tensor
 
 from train.autoencoder.codec import LOGVAR_RANGE, LatentCodec
 
-SUPPORTED = ("AutoencoderKLCogVideoX", "AutoencoderKLWan", "AutoencoderKL")
+SUPPORTED = ("AutoencoderKLCogVideoX", "AutoencoderKLWan", "AutoencoderKLLTXVideo", "AutoencoderKL")
 
 
 def _class_name(folder: Path) -> str:
@@ -56,6 +56,8 @@ def _compression(vae: Any) -> tuple[int, int]:
     spatial = 2 ** (len(cfg.block_out_channels) - 1)
     if name == "AutoencoderKLCogVideoX":
         return int(cfg.temporal_compression_ratio), spatial
+    if name == "AutoencoderKLLTXVideo":  # the model computes both from its patch and scaling
+        return int(vae.temporal_compression_ratio), int(vae.spatial_compression_ratio)
     return 1, spatial
 
 
@@ -70,6 +72,9 @@ class DiffusersAutoencoder(LatentCodec):
         self.temporal_compression, self.spatial_compression = _compression(vae)
         self.latent_channels = int(getattr(cfg, "z_dim", None) or cfg.latent_channels)
         mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
+        buffers = dict(vae.named_buffers())  # not getattr: diffusers warns on config names
+        if mean is None and "latents_mean" in buffers:  # LTX-Video keeps them as buffers
+            mean, std = buffers["latents_mean"].tolist(), buffers["latents_std"].tolist()
         per_channel = mean is not None and std is not None
         shape = (1, self.latent_channels, 1, 1, 1)
         self.register_buffer(

