@@ -47,11 +47,19 @@ def shards(tmp_path_factory, shard_writer) -> str:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_every_shipped_config_parses(config, capsys):
-    assert train_main(["fit", "--config", str(config), "--data.shards", "x", "--print_config"]) == 0
+    finetune = "FinetuneModule" in config.read_text(encoding="utf-8")
+    extra = ["--model.pretrained", "DIR"] if finetune else []  # required; not loaded to print
+    args = ["fit", "--config", str(config), "--data.shards", "x", *extra, "--print_config"]
+    assert train_main(args) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     model = printed["model"].get("init_args", printed["model"])  # class_path configs nest it
-    shape = model.get("dit") or model.get("autoencoder")
-    assert shape and min(v for v in shape.values() if type(v) is int) > 0
+    if finetune:  # a pretrained family: what to train, on which buckets
+        data = printed["data"]["init_args"]
+        assert model["pretrained"] == "DIR" and model["training"] in ("lora", "full")
+        assert data["frame_buckets"] and all(len(s) == 2 for s in data["size_buckets"])
+    else:
+        shape = model.get("dit") or model.get("autoencoder")
+        assert shape and min(v for v in shape.values() if type(v) is int) > 0
     assert printed["trainer"]["precision"]
 
 
