@@ -209,6 +209,16 @@ def _family_builder(args: argparse.Namespace, cfg: Any, folder: str, device: str
     from train.finetune.data import check_grid
     from train.finetune.registry import load_family
 
+    for flag, value in (
+        ("--frames", args.frames),
+        ("--size", args.size),
+        ("--ckpt-vae", args.ckpt_vae),
+    ):
+        if value is not None:  # silently ignored otherwise: say so
+            raise ValueError(
+                f"{flag}: a cache for --model.pretrained takes the family's VAE and each clip's "
+                "bucket (the --train-config's data.frame_buckets/size_buckets/fps); drop the flag"
+            )
     family = load_family(folder)
     data = (_read_yaml(args.train_config).get("data") or {}) if args.train_config else {}
     data = data.get("init_args", data) if isinstance(data, dict) else {}

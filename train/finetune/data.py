@@ -189,6 +189,11 @@ class FinetuneDataModule(L.LightningDataModule):
             options = SimpleNamespace(**hp, image_ratio=0.0, mode="resampled", val_cache=None)
             data = make_latent_data(options, rank, world, epoch_fn, (True, False))
             self.latent_header, self._train = data.header, data.train
+            made = (data.header.get("family") or {}).get("buckets")
+            rank_zero_info(  # the bucket flags of this run do not apply: the cache is cut
+                f"training on the cache's buckets {made} ({data.header['counts']}); "
+                "--data.frame_buckets/size_buckets/fps apply when the cache is built"
+            )
             return
         report = self.make_plan()
         assignments = {key: Bucket.parse(name) for key, name in report["assignments"].items()}

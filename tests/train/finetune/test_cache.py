@@ -325,3 +325,18 @@ def test_a_fine_tuning_yaml_without_a_folder_names_the_flag(mixed_shards, tmp_pa
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("clipmill cache: error: --ckpt-vae") and "--model.pretrained" in line
     assert not (tmp_path / "cache").exists()
+
+
+def test_flags_a_family_cache_would_ignore_are_refused(
+    tiny_pipeline, mixed_shards, tmp_path, capsys
+):
+    """--frames/--size/--ckpt-vae do not apply with --model.pretrained: said, not ignored."""
+    for flag, value in (("--frames", "9"), ("--size", "32"), ("--ckpt-vae", "x.ckpt")):
+        argv = ["--train-config", str(train_config("wan", tmp_path)), "--model.pretrained",
+                str(tiny_pipeline("wan")), "--shards", mixed_shards,
+                "--output", str(tmp_path / "cache"), flag, value]  # fmt: skip
+        capsys.readouterr()
+        assert cache_main(argv) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"clipmill cache: error: {flag}:"), line
+        assert not (tmp_path / "cache" / "cache.json").exists()
