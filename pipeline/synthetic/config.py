@@ -38,6 +38,12 @@ class SynthConfig:
     miscaption_prob: float = 0.0
     # (colour, shape, direction) triples never filmed (`vocab.load_holdout`).
     holdout: tuple[tuple[str, str, str], ...] = ()
+    # Shots that test transition detection (pipeline/synthetic/shots.py). At 0, nothing
+    # is drawn for them, so footage made without them keeps its bytes.
+    pan_prob: float = 0.0  # a shot is a slow pan over soft content
+    pan_s: tuple[float, float] = (20.0, 60.0)  # a pan's length in seconds
+    flash_prob: float = 0.0  # an ordinary shot has 1-3 flash frames
+    fade_prob: float = 0.0  # a transition is a fade through black (after dissolve, black)
 
     def junk_probs(self) -> dict[str, float]:
         return {kind: getattr(self, f"{kind}_prob") for kind in JUNK_KINDS}
@@ -72,6 +78,17 @@ class SynthConfig:
             (
                 set(self.holdout) <= set(all_combos()) and len(self.holdout) < len(all_combos()),
                 "--holdout must list some, not all, (colour, shape, direction) triples",
+            ),
+            (0 <= self.pan_prob <= 1, "--pan-prob must be in [0, 1]"),
+            (
+                len(self.pan_s) == 2 and 0 < self.pan_s[0] <= self.pan_s[1],
+                "--pan-s must be LO HI with 0 < LO <= HI",
+            ),
+            (0 <= self.flash_prob <= 1, "--flash-prob must be in [0, 1]"),
+            (0 <= self.fade_prob <= 1, "--fade-prob must be in [0, 1]"),
+            (
+                self.dissolve_prob + self.black_prob + self.fade_prob <= 1,
+                "--fade-prob plus dissolve_prob and black_prob must be <= 1",
             ),
         ]
         for ok, message in checks:

@@ -1,7 +1,7 @@
 """Synthetic raw footage with exact ground truth, for tests, the demo and benchmarks.
 
-Real footage has no labels; this has every cut, dissolve, black gap and caption
-written down (`truth.json`, one `.srt` per video), so the splitter, filters and
+Real footage has no labels; this has every cut, dissolve, black gap, fade, flash, pan
+and caption written down (`truth.json`, one `.srt` per video), so the splitter, filters and
 captioner can be scored exactly. The same arguments give the same bytes: every
 random draw comes from a per-video seed, and x264 runs with fixed options and a
 fixed thread count (its output depends on the thread count).
@@ -12,12 +12,21 @@ Frames are rendered one at a time and streamed to the encoder, so a 30-minute
 `truth.json` is a list with one entry per video:
   {"file", "srt", "fps", "n_frames", "duration_s", "width", "height",
    "shots": [{"start_frame", "end_frame" (exclusive), "kind": "shot"|"black"|"dissolve"
-              (|"static"|"flat"|"blurry"|"ad": junk, see `junk`),
-              "caption", "colour", "shape", "direction",   # None unless "shot"
+              (|"static"|"flat"|"blurry"|"ad": junk, see `junk`; |"pan"|"fade": `shots`),
+              "caption",   # None unless "shot" or "pan"
+              "colour", "shape", "direction",   # None unless "shot"
               "overlay": None|"sign", "repeat_of": None|{"file", "shot": index in its shots},
               "sidecar_caption": None|str (the .srt's wrong text of a "miscaption" shot)}],
-   "cuts": [{"frame", "kind": "hard"|"dissolve", "start_frame", "end_frame"}]}
-`shots` tiles [0, n_frames) in order; `cuts` is explained in `world.cuts_of`.
+   "cuts": [{"frame", "kind": "hard"|"dissolve"|"fade", "start_frame", "end_frame"}],
+   # Only with --pan-prob, --flash-prob, --fade-prob > 0 (read them with .get(key, [])):
+   "pans": [{"kind": "pan", "shot": index in shots, "start_frame", "end_frame",
+             "scene", "velocity_px_s": [vx, vy] (content motion, x right, y down),
+             "faint_shape": bool}],
+   "flashes": [{"kind": "flash", "shot": index in shots, "frames": [frame, ...]}],
+   "fades": [{"kind": "fade", "start_frame", "end_frame", "black_start", "black_end"}]}
+`shots` tiles [0, n_frames) in order; `cuts` is explained in `truth.cuts_of`. A fade is
+fade out [start_frame, black_start), black, fade in [black_end, end_frame); flash frames
+lie inside their "shot" and are not cuts.
 With `--holdout configs/world/holdout.yaml` no shot shows a held-out (colour, shape,
 direction): those are kept for scoring generalisation (`pipeline.synthetic.evaluate`).
 
@@ -46,16 +55,9 @@ import numpy as np
 from pipeline.ffmpeg import run_ffmpeg
 from pipeline.synthetic.config import SynthConfig
 from pipeline.synthetic.junk import JUNK_KINDS
+from pipeline.synthetic.truth import to_srt, truth_entry
 from pipeline.synthetic.vocab import load_holdout
-from pipeline.synthetic.world import (
-    Segment,
-    ShotRenderer,
-    ShotSpec,
-    cuts_of,
-    plan_video,
-    render_segments,
-    to_srt,
-)
+from pipeline.synthetic.world import ShotRenderer, ShotSpec, plan_video, render_segments
 
 # Fixed so output bytes do not depend on the machine: x264's frame threading is
 # deterministic for a given thread count, but threads=auto follows the core count.
@@ -75,11 +77,13 @@ def synthesize(output: Path, videos: int, seed: int, **options: Any) -> list[dic
     """Write `video_XXX.mp4` + `.srt` and `truth.json` into `output`; return the truth.
 
     `options` are SynthConfig fields (width, fps, shots_per_video, dissolve_prob, the
-    junk probabilities, …). With `duration_s`, every video is filled with shots to exactly
-    that length (benchmark inputs); otherwise each has `shots_per_video` shots (inclusive).
+    junk probabilities, pan_prob, flash_prob, fade_prob, …). With `duration_s`, every
+    video is filled with shots to exactly that length (benchmark inputs); otherwise each
+    has `shots_per_video` shots (inclusive).
     """
-    if "shots_per_video" in options:
-        options["shots_per_video"] = tuple(options["shots_per_video"])
+    for key in ("shots_per_video", "pan_s"):  # JSON and YAML give lists
+        if key in options:
+            options[key] = tuple(options[key])
     if "holdout" in options:
         options["holdout"] = tuple(tuple(c) for c in options["holdout"])
     return synthesize_config(Path(output), SynthConfig(videos=videos, seed=seed, **options))
@@ -149,40 +153,6 @@ def _to_video_frame(rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
 def fps_fraction(fps: float) -> Fraction:
     """24.0 -> 24, 29.97002997 -> 30000/1001: the rational rate containers store."""
     return Fraction(fps).limit_denominator(1001)
-
-
-def truth_entry(name: str, segments: Sequence[Segment], cfg: SynthConfig) -> dict[str, Any]:
-    """The ground truth of one video: one entry of `truth.json` (format in the module doc)."""
-    shots = []
-    for seg in segments:
-        spec = seg.spec if seg.kind == "shot" else None  # junk is not described
-        repeat = seg.repeat_of
-        shots.append(
-            {
-                "start_frame": seg.start,
-                "end_frame": seg.end,
-                "kind": seg.kind,
-                "caption": spec.caption if spec else None,
-                "colour": spec.colour if spec else None,
-                "shape": spec.shape if spec else None,
-                "direction": spec.direction if spec else None,
-                "overlay": seg.overlay,
-                "repeat_of": {"file": repeat[0], "shot": repeat[1]} if repeat else None,
-                "sidecar_caption": seg.sidecar,
-            }
-        )
-    n_frames = segments[-1].end
-    return {
-        "file": f"{name}.mp4",
-        "srt": f"{name}.srt",
-        "fps": cfg.fps,
-        "n_frames": n_frames,
-        "duration_s": n_frames / cfg.fps,
-        "width": cfg.width,
-        "height": cfg.height,
-        "shots": shots,
-        "cuts": cuts_of(segments),
-    }
 
 
 def make_bad_inputs(output: Path) -> dict[str, Path]:
@@ -302,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for kind in JUNK_KINDS:
         parser.add_argument(f"--{kind}-prob", type=float, default=0.0, help=f"{kind} junk shots")
+    _add_transition_flags(parser)
     parser.add_argument(
         "--holdout", type=Path, help="YAML of held-out combinations never filmed (configs/world/)"
     )
@@ -322,14 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SynthConfig(
             args.videos, args.seed, args.width, args.height, args.fps,
             args.min_shot_s, args.max_shot_s, duration_s=args.duration_s, **junk,
-            holdout=holdout,
+            holdout=holdout, pan_prob=args.pan_prob, pan_s=tuple(args.pan_s),
+            flash_prob=args.flash_prob, fade_prob=args.fade_prob,
         )  # fmt: skip
     except ValueError as err:
         print(f"clipmill synth: error: {err}", file=sys.stderr)
         return 2
     truth = synthesize_config(args.output, cfg)
     frames = sum(v["n_frames"] for v in truth)
-    shots = sum(s["kind"] == "shot" for v in truth for s in v["shots"])
+    shots = sum(s["kind"] in ("shot", "pan") for v in truth for s in v["shots"])
     cuts = sum(len(v["cuts"]) for v in truth)
     print(
         f"wrote {len(truth)} videos ({frames} frames, {frames / cfg.fps:.1f} s, {shots} shots, "
@@ -337,3 +309,23 @@ def main(argv: list[str] | None = None) -> int:
         f"config {json.dumps(asdict(cfg))}"
     )
     return 0
+
+
+def _add_transition_flags(parser: argparse.ArgumentParser) -> None:
+    """The shot kinds that test transition detection (`pipeline.synthetic.shots`)."""
+    parser.add_argument(
+        "--pan-prob", type=float, default=0.0,
+        help="per-shot probability of a slow pan over soft, low-contrast content (kind pan)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pan-s", type=float, nargs=2, default=(20.0, 60.0), metavar=("LO", "HI"),
+        help="length of a pan shot in seconds, drawn in [LO, HI] (default 20 60)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--flash-prob", type=float, default=0.0,
+        help="per-shot probability of 1-3 flash frames inside an ordinary shot (not cuts)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fade-prob", type=float, default=0.0,
+        help="per-transition probability of a fade through black (cut kind fade)",
+    )  # fmt: skip

@@ -7,8 +7,8 @@ background changes hue and pattern at every cut so that a cut is unmistakable
 in pixels while each shot stays nearly static apart from the shape.
 
 A video is laid out (`plan_video`) as contiguous segments (shots, black gaps,
-dissolves), drawn one frame at a time (`render_segments`), and described
-exactly (`cuts_of`, `to_srt`). Everything random is drawn from a numpy Generator
+dissolves; pans and fades from `shots`), drawn one frame at a time (`render_segments`),
+and described exactly (`truth`). Everything random is drawn from a numpy Generator
 passed in, so a seed fixes every pixel.
 """
 
@@ -17,13 +17,22 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from pipeline.synthetic.config import SynthConfig
 from pipeline.synthetic.junk import JunkRenderer, draw_junk
+from pipeline.synthetic.shots import (
+    Flash,
+    FlashRenderer,
+    PanRenderer,
+    Renderer,
+    fade_frames,
+    fade_length,
+    plan_flash,
+)
 from pipeline.synthetic.vocab import (
     CAPTION_TEMPLATES,
     COLOURS,
@@ -36,13 +45,13 @@ from pipeline.synthetic.vocab import (
 # where a 6-px shape (0.2) left a 600-step model at chance on shape and drawing specks.
 SHAPE_FRACTION = 0.3
 EDGE = 2  # pixels kept between the shape and the frame border
-DISSOLVE_S = 0.5  # cross-fade length: 12 frames at 24 fps
+DISSOLVE_S = 0.5  # cross-fade length, and each ramp of a fade: 12 frames at 24 fps
 LONG_SHOT_S = (10.0, 14.0)  # the one long shot of video 0, to exercise max-clip windowing
 BLACK_S = (0.5, 1.5)
 
-SegmentKind = Literal["shot", "black", "dissolve", "static", "flat", "blurry", "ad"]
+SegmentKind = Literal["shot", "black", "dissolve", "fade", "static", "flat", "blurry", "ad", "pan"]
 # Kinds drawn from a shot's spec (everything but the gaps between shots).
-SHOT_KINDS: tuple[str, ...] = ("shot", "static", "flat", "blurry", "ad")
+SHOT_KINDS: tuple[str, ...] = ("shot", "static", "flat", "blurry", "ad", "pan")
 
 
 @dataclass(frozen=True)
@@ -196,6 +205,7 @@ class Segment:
     overlay: str | None = None  # "sign": small natural text on an ordinary shot
     repeat_of: tuple[str, int] | None = None  # (file, shot index) this shot repeats
     sidecar: str | None = None  # "miscaption" junk: the sidecar's (wrong) text for this shot
+    flash: Flash | None = None  # bright frames inside an ordinary shot (`shots.plan_flash`)
 
     @property
     def length(self) -> int:
@@ -212,17 +222,11 @@ def render_segments(
 ) -> Iterator[np.ndarray]:
     """RGB frames of a planned video, one at a time (never the whole video in memory)."""
     margin = dissolve_frames(fps)
-    renderers: dict[int, ShotRenderer | JunkRenderer] = {}
+    renderers: dict[int, Renderer] = {}
 
-    def renderer(k: int) -> ShotRenderer | JunkRenderer:
+    def renderer(k: int) -> Renderer:
         if k not in renderers:
-            seg = segments[k]
-            assert seg.spec is not None, "only shot segments are rendered from a spec"
-            shot = ShotRenderer(seg.spec, width, height, seg.length, margin)
-            plain = seg.kind == "shot" and seg.overlay is None
-            renderers[k] = (
-                shot if plain else JunkRenderer(seg.kind, seg.overlay, shot, seg.spec.seed)
-            )
+            renderers[k] = _renderer(segments[k], width, height, fps, margin)
         return renderers[k]
 
     black = np.zeros((height, width, 3), dtype=np.uint8)
@@ -234,6 +238,9 @@ def render_segments(
             yield from (shot.frame(t) for t in range(seg.length))
         elif seg.kind == "black":
             yield from (black for _ in range(seg.length))
+        elif seg.kind == "fade":
+            before, after = renderer(k - 1), renderer(k + 1)
+            yield from fade_frames(before, after, segments[k - 1].length, seg.length, margin)
         else:
             # Both shots keep moving through the cross-fade (their paths have a margin).
             before, after = renderer(k - 1), renderer(k + 1)
@@ -242,6 +249,17 @@ def render_segments(
                 weight = (i + 1) / (seg.length + 1)
                 a, b = before.frame(n_before + i), after.frame(i - seg.length)
                 yield crossfade(a, b, weight)
+
+
+def _renderer(seg: Segment, width: int, height: int, fps: float, margin: int) -> Renderer:
+    """What draws a shot segment: its kind's renderer, under its junk and its flash."""
+    assert seg.spec is not None, "only shot segments are rendered from a spec"
+    if seg.kind == "pan":
+        return PanRenderer(seg.spec.seed, width, height, seg.length, margin, fps)
+    shot: Renderer = ShotRenderer(seg.spec, width, height, seg.length, margin)
+    if seg.kind != "shot" or seg.overlay is not None:
+        shot = JunkRenderer(seg.kind, seg.overlay, shot, seg.spec.seed)
+    return FlashRenderer(shot, seg.flash) if seg.flash is not None else shot
 
 
 def plan_video(
@@ -260,7 +278,6 @@ def plan_video(
     target = cfg.frames(cfg.duration_s) if cfg.duration_s is not None else None
     n_shots = int(rng.integers(cfg.shots_per_video[0], cfg.shots_per_video[1] + 1))
     long_index = (0 if target is not None else int(rng.integers(n_shots))) if with_long_shot else -1
-    probs = cfg.junk_probs()
     pool = [] if pool is None else pool
     segments: list[Segment] = []
     cursor, spec, index, last = 0, None, 0, False
@@ -272,11 +289,7 @@ def plan_video(
         )
         length = max(min_frames, cfg.frames(seconds))
         gap_kind, gap = _draw_transition(rng, cfg) if index > 0 else ("hard", 0)
-        # Drawn only when junk is asked for, so plain footage keeps its bytes.
-        junk = draw_junk(rng, probs) if any(probs.values()) else None
-        repeat = _pick_repeat(rng, pool, segments) if junk == "repeat" else None
-        if repeat is not None:
-            length = repeat[2].length  # frame for frame: same spec, same length, same path
+        junk, repeat, length = _draw_kind(rng, cfg, pool, segments, length)
         if target is not None and cursor + gap + length > target - min_frames:
             # Last shot: it takes what is left; drop the gap if that would starve it.
             if target - cursor - gap < min_frames:
@@ -287,13 +300,14 @@ def plan_video(
         if gap:
             segments.append(Segment(cursor, cursor + gap, gap_kind))
             cursor += gap
-        kind = junk if junk in ("static", "flat", "blurry", "ad") else "shot"
+        kind = junk if junk in ("static", "flat", "blurry", "ad", "pan") else "shot"
         seg = Segment(
             cursor, cursor + length, kind, spec,  # type: ignore[arg-type]
             overlay="sign" if junk == "sign" else None,
             repeat_of=(repeat[0], repeat[1]) if repeat is not None else None,
             # Misaligned subtitles: the cue of this shot still says what the previous one showed.
             sidecar=previous.caption if junk == "miscaption" and previous is not None else None,
+            flash=plan_flash(spec.seed, length, cfg.flash_prob) if kind == "shot" else None,
         )  # fmt: skip
         segments.append(seg)
         plain = seg.overlay is None and seg.repeat_of is None and seg.sidecar is None
@@ -303,6 +317,28 @@ def plan_video(
         index += 1
         last = last or (target is None and index == n_shots)
     return segments
+
+
+def _draw_kind(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    pool: list[tuple[str, int, Segment]],
+    segments: list[Segment],
+    length: int,
+) -> tuple[str | None, tuple[str, int, Segment] | None, int]:
+    """(kind, repeat, length) of the next shot: "pan", a junk kind or None (ordinary), the
+    shot a repeat copies, and its length. Each is drawn only when asked for, so footage
+    without pans or junk keeps its bytes. Never two pans in a row: a cut or dissolve
+    between two soft, pale backgrounds would be in the truth but hardly in the pixels."""
+    after_pan = bool(segments) and segments[-1].kind == "pan"
+    if cfg.pan_prob > 0 and not after_pan and rng.random() < cfg.pan_prob:
+        return "pan", None, max(cfg.frames(cfg.min_shot_s), cfg.frames(rng.uniform(*cfg.pan_s)))
+    probs = cfg.junk_probs()
+    junk = draw_junk(rng, probs) if any(probs.values()) else None
+    repeat = _pick_repeat(rng, pool, segments) if junk == "repeat" else None
+    if repeat is not None:
+        length = repeat[2].length  # frame for frame: same spec, same length, same path
+    return junk, repeat, length
 
 
 def _pick_repeat(
@@ -315,47 +351,14 @@ def _pick_repeat(
 
 
 def _draw_transition(rng: np.random.Generator, cfg: SynthConfig) -> tuple[str, int]:
-    """The transition before a shot: ("hard", 0), ("dissolve", n) or ("black", n)."""
+    """The transition before a shot: ("hard", 0), ("dissolve", n), ("black", n) or ("fade", n).
+
+    Fades come last in the draw, so with `fade_prob` 0 the draws are those of old footage."""
     draw = rng.random()
     if draw < cfg.dissolve_prob:
         return "dissolve", dissolve_frames(cfg.fps)
     if draw < cfg.dissolve_prob + cfg.black_prob:
         return "black", cfg.frames(rng.uniform(*BLACK_S))
+    if draw < cfg.dissolve_prob + cfg.black_prob + cfg.fade_prob:
+        return "fade", fade_length(rng, cfg, dissolve_frames(cfg.fps))
     return "hard", 0
-
-
-def cuts_of(segments: Sequence[Segment]) -> list[dict[str, Any]]:
-    """Every transition. Frames [start_frame, end_frame) belong to no shot: empty for a
-    hard cut (at `frame`, the first frame after it), the cross-fade for a dissolve
-    (`frame` is its middle). A clip [s, e) is cut-free iff e <= start_frame or s >= end_frame
-    for every cut (with start_frame = end_frame = frame for hard cuts)."""
-    cuts = []
-    for prev, seg in zip(segments, segments[1:], strict=False):
-        if seg.kind == "dissolve":
-            middle = (seg.start + seg.end) // 2
-            cuts.append(
-                dict(frame=middle, kind="dissolve", start_frame=seg.start, end_frame=seg.end)
-            )
-        elif prev.kind != "dissolve":  # the shot after a dissolve starts at its end, no new cut
-            cuts.append(
-                dict(frame=seg.start, kind="hard", start_frame=seg.start, end_frame=seg.start)
-            )
-    return cuts
-
-
-def to_srt(shots: Sequence[dict[str, Any]], fps: float) -> str:
-    """One SubRip cue per "shot" segment, carrying its caption."""
-    cues = []
-    for seg in (s for s in shots if s["kind"] == "shot"):
-        start, end = _srt_time(seg["start_frame"] / fps), _srt_time(seg["end_frame"] / fps)
-        text = seg.get("sidecar_caption") or seg["caption"]
-        cues.append(f"{len(cues) + 1}\n{start} --> {end}\n{text}\n")
-    return "\n".join(cues)
-
-
-def _srt_time(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{ms:03d}"
