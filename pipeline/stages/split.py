@@ -8,7 +8,8 @@ Row out: the same record with `clips`: candidate clip dicts (source frames,
 The video is decoded once, at `--split.analysis_width`; that one pass feeds
 the cut detector, the soft-transition guard and the blank-frame statistics,
 and nothing of it is kept but a few numbers per frame (memory is flat in the
-video's length). A callable class, because TransNetV2 is a model to load once
+video's length). Flashes are held out of the detector and the guard (`FlashFilter`),
+never out of the statistics. A callable class, because TransNetV2 is a model to load once
 per actor.
 """
 
@@ -24,7 +25,12 @@ import numpy as np
 
 from pipeline.config.curate import SplitConfig
 from pipeline.ffmpeg import ffmpeg_exe
-from pipeline.stages.detectors import SceneDetectDetector, SoftTransitionGuard, TransNetDetector
+from pipeline.stages.detectors import (
+    FlashFilter,
+    SceneDetectDetector,
+    SoftTransitionGuard,
+    TransNetDetector,
+)
 
 
 def decode_lowres(
@@ -103,6 +109,43 @@ def clip_id(video_id: str, start: int, end: int) -> str:
     return f"{video_id}_{start:07d}_{end:07d}"
 
 
+class _Detection:
+    """The cut detector and the soft-transition guard, fed through the flash filter."""
+
+    def __init__(
+        self, det: Any, guard: SoftTransitionGuard | None, flash: FlashFilter | None
+    ) -> None:
+        self.det, self.guard, self.flash = det, guard, flash
+
+    def push(self, index: int, rgb: np.ndarray) -> None:
+        self._feed(self.flash.push(index, rgb) if self.flash is not None else [(index, rgb)])
+
+    def _feed(self, frames: list[tuple[int, np.ndarray]]) -> None:
+        for i, rgb in frames:
+            if self.det is not None:
+                self.det.push(i, rgb)
+            if self.guard is not None:
+                self.guard.push(i, rgb)
+
+    def finish(self, n: int) -> tuple[list[int], np.ndarray]:
+        """(cut frames, transition mask over the n frames)."""
+        if self.flash is not None:
+            self._feed(self.flash.finish())
+        cuts, soft = self.det.finish() if self.det is not None else ([], np.zeros(0, bool))
+        transition = np.zeros(n, bool)
+        if self.guard is not None:
+            transition |= self.guard.finish(n)
+        if len(soft) == n:
+            transition |= soft
+        for s, e in self.flash.runs if self.flash is not None else []:
+            # Shown the frame before the flash in its place, a detector puts a cut between
+            # two different shots at the flash's end (the first frame after it; one frame of
+            # slack for TransNetV2's peak). Such a flash is a flash cut: a transition, excluded.
+            if any(s <= c <= e + 1 for c in cuts):
+                transition[s:e] = True
+        return cuts, transition
+
+
 class Splitter:
     """Ray Data stage: `__call__(video_row) -> video_row` with candidate clips."""
 
@@ -116,18 +159,21 @@ class Splitter:
             device = "cuda" if cfg.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
             self._transnet = TransNetV2(device=device).eval()
 
-    def _detectors(self, fps: float) -> tuple[Any, SoftTransitionGuard | None]:
+    def _detection(self, fps: float) -> _Detection:
         cfg = self.cfg
         if cfg.detector == "transnetv2":
             det = TransNetDetector(self._transnet, cfg.transnet_threshold)
         elif cfg.detector == "fixed":
-            det = None
+            return _Detection(None, None, None)
         else:
             thr = cfg.adaptive_threshold if cfg.detector == "adaptive" else cfg.content_threshold
             det = SceneDetectDetector(cfg.detector, fps, thr)
         k = round(cfg.soft_window_s * fps)
-        guard = SoftTransitionGuard(k) if k >= 1 and cfg.detector != "fixed" else None
-        return det, guard
+        guard = SoftTransitionGuard(k, max_shift_ratio=cfg.soft_shift_ratio) if k >= 1 else None
+        flash = None
+        if cfg.flash_max_frames > 0:
+            flash = FlashFilter(cfg.flash_max_frames, cfg.flash_min_jump)
+        return _Detection(det, guard, flash)
 
     def __call__(self, video: dict[str, Any], sink: Any = None) -> dict[str, Any]:
         """Analyse and plan one video; `sink.push(i, t, rgb)` sees every analysis frame."""
@@ -146,28 +192,20 @@ class Splitter:
     def analyse(
         self, path: str, fps_guess: float, size: tuple[int, int], sink: Any = None
     ) -> dict[str, Any]:
-        det, guard = self._detectors(fps_guess)
+        detection = self._detection(fps_guess)
         errors: list[str] = []
         times: list[float] = []
         blank: list[bool] = []
         for i, (t, rgb) in enumerate(decode_lowres(path, *size, errors)):
             times.append(t)
             blank.append(blank_frame(rgb, self.cfg.blank_luma))
-            if det is not None:
-                det.push(i, rgb)
-            if guard is not None:
-                guard.push(i, rgb)
+            detection.push(i, rgb)
             if sink is not None:
                 sink.push(i, t, rgb)
         n = len(times)
         if n == 0:
             raise ValueError("no decodable frames" + (f" ({errors[0]})" if errors else ""))
-        cuts, soft = det.finish() if det is not None else ([], np.zeros(0, bool))
-        transition = np.zeros(n, bool)
-        if guard is not None:
-            transition |= guard.finish(n)
-        if len(soft) == n:
-            transition |= soft
+        cuts, transition = detection.finish(n)
         deltas = np.diff(times) if n > 1 else np.array([1.0 / fps_guess])
         step = float(np.median(deltas)) if len(deltas) else 1.0 / fps_guess
         duration = times[-1] + step

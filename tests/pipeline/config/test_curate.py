@@ -30,6 +30,9 @@ def test_shipped_configs_parse_through_the_cli_parser(tmp_path):
     [
         ({"split": {"min_clip_s": 0}}, "--split.min_clip_s"),
         ({"split": {"trim_s": -1}}, "--split.trim_s"),
+        ({"split": {"soft_shift_ratio": 1.5}}, "--split.soft_shift_ratio"),
+        ({"split": {"flash_max_frames": -1}}, "--split.flash_max_frames"),
+        ({"split": {"flash_min_jump": 0}}, "--split.flash_min_jump"),
         ({"transcode": {"fps": 0.5}}, "--transcode.fps"),
         ({"transcode": {"preset": "warp"}}, "--transcode.preset"),
         ({"split": {"resources": {"num_cpus": 0}}}, "--split.resources.num_cpus"),
