@@ -138,7 +138,7 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _gpu_model(family_name: str, config: dict, family, checkpointing: bool):
+def _gpu_model(config: dict, family, checkpointing: bool):
     import diffusers
 
     from train.finetune.family import cast_keeping_fp32
@@ -175,8 +175,8 @@ def _gpu_step(model, family, latent: tuple, text_len: int, batch: int):
 
 
 def gpu_case(case: tuple, family, checkpointing: bool, steps: int) -> dict:
-    name, family_name, config, latent, text_len = case
-    model = _gpu_model(family_name, config, family, checkpointing)
+    name, _, config, latent, text_len = case
+    model = _gpu_model(config, family, checkpointing)
     row: dict = {"case": name, "checkpointing": checkpointing, "batches": {}}
     cuda = DEVICE == "cuda"
     capacity = torch.cuda.get_device_properties(0).total_memory if cuda else 4 * GIB
@@ -208,8 +208,8 @@ def _dry_cases(families: dict) -> list[tuple]:
     """The GPU cases at the tiny folders' own transformer sizes (--dry-run on CPU)."""
     cases = []
     for name, family_name, _, latent, text_len in GPU_CASES:
-        config = {k: v for k, v in family_name and families[family_name].transformer_config.items()
-                  if not k.startswith("_")}  # fmt: skip
+        saved = families[family_name].transformer_config
+        config = {k: v for k, v in saved.items() if not k.startswith("_")}
         channels = config.get("in_channels", latent[0])
         cases.append((f"{name} (dry run)", family_name, config, (channels, 3, 2, 2), text_len))
     return cases

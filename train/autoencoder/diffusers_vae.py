@@ -14,6 +14,7 @@ this wrapper's latent is already `(z - mean_c) / std_c`; the scalar
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +48,19 @@ def load_diffusers(folder: str) -> DiffusersAutoencoder:
     return DiffusersAutoencoder(vae)
 
 
-def _compression(vae: Any) -> tuple[int, int]:
-    """(f_t, f_s) from the architecture, not from scale_factor_* fields that may disagree."""
-    cfg, name = vae.config, type(vae).__name__
+def compression(name: str, cfg: Mapping[str, Any]) -> tuple[int, int]:
+    """(f_t, f_s) of VAE class `name` from its config (a config.json or `vae.config`), from
+    the architecture, not from scale_factor_* fields that may disagree. The fine-tuning
+    families read it from the folder without loading the VAE."""
     if name == "AutoencoderKLWan":
-        down = list(cfg.temperal_downsample)
-        return 2 ** sum(down), 2 ** len(down) * (cfg.patch_size or 1)
-    spatial = 2 ** (len(cfg.block_out_channels) - 1)
+        down = list(cfg["temperal_downsample"])
+        return 2 ** sum(bool(d) for d in down), 2 ** len(down) * (cfg.get("patch_size") or 1)
+    if name == "AutoencoderKLLTXVideo":  # as the model computes them: patch x 2^(scalings)
+        steps = sum(bool(s) for s in cfg["spatio_temporal_scaling"])
+        return cfg.get("patch_size_t", 1) * 2**steps, cfg.get("patch_size", 4) * 2**steps
+    spatial = 2 ** (len(cfg["block_out_channels"]) - 1)
     if name == "AutoencoderKLCogVideoX":
-        return int(cfg.temporal_compression_ratio), spatial
-    if name == "AutoencoderKLLTXVideo":  # the model computes both from its patch and scaling
-        return int(vae.temporal_compression_ratio), int(vae.spatial_compression_ratio)
+        return int(cfg["temporal_compression_ratio"]), spatial
     return 1, spatial
 
 
@@ -69,7 +72,9 @@ class DiffusersAutoencoder(LatentCodec):
         self.vae = vae
         cfg = vae.config
         self.frame_wise = type(vae).__name__ == "AutoencoderKL"  # an image VAE
-        self.temporal_compression, self.spatial_compression = _compression(vae)
+        self.temporal_compression, self.spatial_compression = compression(
+            type(vae).__name__, vae.config
+        )
         self.latent_channels = int(getattr(cfg, "z_dim", None) or cfg.latent_channels)
         mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
         buffers = dict(vae.named_buffers())  # not getattr: diffusers warns on config names

@@ -93,9 +93,10 @@ def _train_defaults(path: str | None) -> tuple[dict, dict, str | None]:
     """(text spec, cache options, autoencoder spec) from a training YAML's model/data."""
     if not path:
         return {}, {}, None
+    from train.finetune.plan import section_args
+
     cfg = _read_yaml(path)
-    model, data = cfg.get("model") or {}, cfg.get("data") or {}
-    model, data = model.get("init_args", model), data.get("init_args", data)  # class_path form
+    model, data = section_args(cfg, "model"), section_args(cfg, "data")
     options = {k: data[k] for k in ("fps", "frame_stride", "span_s", "flip_pairs") if data.get(k)}
     if model.get("pretrained"):  # a fine-tuning YAML: the family's VAE, buckets from data
         return (
@@ -207,6 +208,7 @@ def _family_builder(args: argparse.Namespace, cfg: Any, folder: str, device: str
     from train.cache.builder import CacheBuilder
     from train.finetune.cache import FamilyText, bucket_chooser, family_identity, grid_from_config
     from train.finetune.data import check_grid
+    from train.finetune.plan import section_args
     from train.finetune.registry import load_family
 
     for flag, value in (
@@ -220,8 +222,7 @@ def _family_builder(args: argparse.Namespace, cfg: Any, folder: str, device: str
                 "bucket (the --train-config's data.frame_buckets/size_buckets/fps); drop the flag"
             )
     family = load_family(folder)
-    data = (_read_yaml(args.train_config).get("data") or {}) if args.train_config else {}
-    data = data.get("init_args", data) if isinstance(data, dict) else {}
+    data = section_args(_read_yaml(args.train_config), "data") if args.train_config else {}
     try:
         grid = grid_from_config(data)
         if args.fps is not None:

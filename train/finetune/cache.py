@@ -68,11 +68,11 @@ def check_family_cache(header: dict[str, Any], family: Any, flag: str = "--data.
             )
 
 
-def grid_from_config(data: dict[str, Any]) -> BucketGrid:
-    """The bucket grid of a training YAML's `data:` (FinetuneDataModule's defaults filled in)."""
+def grid_from_config(args: dict[str, Any]) -> BucketGrid:
+    """The bucket grid of a training YAML's data arguments (`plan.section_args`), with
+    FinetuneDataModule's defaults filled in."""
     from train.finetune.data import FinetuneDataModule
 
-    args = data.get("init_args", data) if isinstance(data, dict) else {}
     defaults = {
         name: p.default
         for name, p in inspect.signature(FinetuneDataModule.__init__).parameters.items()

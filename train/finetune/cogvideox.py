@@ -39,11 +39,6 @@ class CogVideoX(Family):
         config = {k: v for k, v in self.scheduler_config.items() if not k.startswith("_")}
         return CogVideoXDDIMScheduler.from_config(config)
 
-    def vae_compression(self) -> tuple[int, int]:
-        vae = self.vae_config
-        spatial = 2 ** (len(vae.get("block_out_channels", [128, 256, 256, 512])) - 1)
-        return int(vae.get("temporal_compression_ratio", 4)), spatial
-
     def grid(self) -> tuple[int, int]:
         ft, fs = self.vae_compression()
         return ft, fs * int(self.transformer_config.get("patch_size", 2))

@@ -146,6 +146,12 @@ class Family:
 
     # ------------------------------------------------------------------ geometry
 
+    def vae_compression(self) -> tuple[int, int]:
+        """(f_t, f_s) of the folder's VAE, read from its config (the VAE is not loaded)."""
+        from train.autoencoder.diffusers_vae import compression
+
+        return compression(self.vae_class, self.vae_config)
+
     def grid(self) -> tuple[int, int]:
         """(frames step f_t, size step): frames must be 1 + k*f_t, sizes multiples of the step."""
         raise NotImplementedError

@@ -35,13 +35,6 @@ class LTXVideo(Family):
         cfg = self.transformer_config
         return int(cfg.get("patch_size_t", 1) or 1), int(cfg.get("patch_size", 1) or 1)
 
-    def vae_compression(self) -> tuple[int, int]:
-        vae = self.vae_config
-        scaling = vae.get("spatio_temporal_scaling", [True, True, True, False])
-        spatial = vae.get("patch_size", 4) * 2 ** sum(bool(x) for x in scaling)
-        temporal = vae.get("patch_size_t", 1) * 2 ** sum(bool(x) for x in scaling)
-        return temporal, spatial
-
     def grid(self) -> tuple[int, int]:
         (ft, fs), (pt, p) = self.vae_compression(), self._patch()
         return ft * pt, fs * p

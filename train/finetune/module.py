@@ -26,6 +26,7 @@ from torch import Tensor
 from train.finetune.lora import LoraSpec, add_lora, export_full, export_lora, lora_state_dict
 from train.finetune.objective import ObjectiveConfig, flow_loss, vpred_loss
 from train.finetune.registry import load_family
+from train.models.ema import warmed_decay
 from train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -105,21 +106,16 @@ class FinetuneModule(L.LightningModule):
                 self.register_buffer(f"ema_{i}", param.detach().float().clone())
 
     def _frozen_dtype(self) -> torch.dtype:
-        if self.hparams.base_dtype == "float32":
-            return torch.float32
-        gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return (
-            torch.bfloat16 if gpu_bf16 or self.hparams.base_dtype == "bfloat16" else torch.float32
-        )
+        """`--model.base_dtype` resolved: "auto" is bfloat16 on a GPU that supports it."""
+        choice = self.hparams.base_dtype
+        if choice == "auto":
+            gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            return torch.bfloat16 if gpu_bf16 else torch.float32
+        return torch.bfloat16 if choice == "bfloat16" else torch.float32
 
     def _base_dtype(self) -> torch.dtype:
-        choice = self.hparams.base_dtype
-        if self.hparams.training == "full" or choice == "float32":
-            return torch.float32
-        if choice == "bfloat16":
-            return torch.bfloat16
-        gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if gpu_bf16 else torch.float32
+        # full fine-tuning keeps float32 master weights
+        return torch.float32 if self.hparams.training == "full" else self._frozen_dtype()
 
     # ------------------------------------------------------------------ setup
 
@@ -210,8 +206,7 @@ class FinetuneModule(L.LightningModule):
         decay = self.hparams.ema_decay
         if decay is None:
             return
-        n = self.global_step  # updates made before this one
-        decay = min(decay, (1 + n) / (10 + n))  # warm up, as train.models.ema does
+        decay = warmed_decay(decay, self.global_step)  # global_step: updates before this one
         with torch.no_grad():
             for i, name in enumerate(self._ema_names):
                 shadow = getattr(self, f"ema_{i}")

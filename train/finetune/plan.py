@@ -20,6 +20,14 @@ from typing import Any
 import yaml
 
 
+def section_args(cfg: dict[str, Any], key: str) -> dict[str, Any]:
+    """The arguments of a training YAML's `key:` section, plain or in the class_path form
+    (under `init_args`; a class_path alone: none). Also how `clipmill cache` reads it."""
+    part = cfg.get(key) or {}
+    part = part if isinstance(part, dict) else {}
+    return dict(part.get("init_args") or ({} if "class_path" in part else part))
+
+
 def _sections(argv: list[str]) -> tuple[dict, dict, dict, str | None]:
     """(data args, model args, trainer args, --output) from --config and --x.y flags."""
     cfg: dict[str, Any] = {}
@@ -44,13 +52,7 @@ def _sections(argv: list[str]) -> tuple[dict, dict, dict, str | None]:
                 "--model.pretrained, --output)"
             )
         i += 1
-    sections = {}
-    for key in ("data", "model", "trainer"):
-        part = cfg.get(key) or {}
-        part = part if isinstance(part, dict) else {}
-        # class_path form: the arguments are under init_args (class_path alone: none)
-        args = part.get("init_args") or ({} if "class_path" in part else part)
-        sections[key] = dict(args)
+    sections = {key: section_args(cfg, key) for key in ("data", "model", "trainer")}
     for dotted, value in overrides:
         section, _, field = dotted.partition(".")
         sections[section][field.removeprefix("init_args.")] = _value(dotted, value)

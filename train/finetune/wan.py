@@ -46,9 +46,7 @@ class Wan(Family):
         return super().encode_text(tokenizer, encoder, [prompt_clean(c) for c in captions])
 
     def grid(self) -> tuple[int, int]:
-        vae = self.vae_config
-        temporal = 2 ** sum(bool(x) for x in vae.get("temperal_downsample", [False, True, True]))
-        spatial = 2 ** len(vae.get("temperal_downsample", [0, 0, 0])) * (vae.get("patch_size") or 1)
+        temporal, spatial = self.vae_compression()
         patch = self.transformer_config.get("patch_size", [1, 2, 2])
         return temporal * patch[0], spatial * patch[1]
 

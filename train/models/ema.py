@@ -15,6 +15,11 @@ import torch
 from torch import nn
 
 
+def warmed_decay(decay: float, updates: int) -> float:
+    """The decay of the update after `updates` earlier ones: min(decay, (1 + n) / (10 + n))."""
+    return min(decay, (1 + updates) / (10 + updates))
+
+
 class EMA(nn.Module):
     """`shadow = decay_n * shadow + (1 - decay_n) * model`, with decay warmup.
 
@@ -32,8 +37,7 @@ class EMA(nn.Module):
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     def current_decay(self) -> float:
-        n = int(self.num_updates)
-        return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
+        return warmed_decay(self.decay, int(self.num_updates)) if self.warmup else self.decay
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

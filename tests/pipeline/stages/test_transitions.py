@@ -135,14 +135,17 @@ FLASHES = [(10, 1, "white"), (24, 2, "white"), (38, 3, "white")]
 FLASHES += [(52, 1, "boost"), (66, 2, "boost"), (80, 3, "boost")]
 
 
-@pytest.fixture(scope="module")
-def flashy_shot(tmp_path_factory):
-    frames = shot(5, 96)
-    for start, n, kind in FLASHES:
+def with_flashes(frames: list, flashes: list, path):
+    """Encode `frames` with the (start, length, kind) flashes applied; returns the path."""
+    for start, n, kind in flashes:
         frames[start : start + n] = [flash(f, kind) for f in frames[start : start + n]]
-    path = tmp_path_factory.mktemp("flash") / "flashes.mp4"
     encode_frames(path, frames, W, H, FPS)
     return path
+
+
+@pytest.fixture(scope="module")
+def flashy_shot(tmp_path_factory):
+    return with_flashes(shot(5, 96), FLASHES, tmp_path_factory.mktemp("flash") / "flashes.mp4")
 
 
 @pytest.mark.parametrize("detector", ["content", "adaptive", "transnetv2"])
@@ -168,11 +171,8 @@ CUTS, CUT_FLASHES = [32, 64], [(30, 2, "boost"), (62, 1, "boost"), (64, 2, "whit
 @pytest.fixture(scope="module")
 def flash_by_cuts(tmp_path_factory):
     frames = shot(7, 32, mean=60) + shot(8, 32, mean=100) + shot(9, 32, mean=50)
-    for start, n, kind in CUT_FLASHES:
-        frames[start : start + n] = [flash(f, kind) for f in frames[start : start + n]]
     path = tmp_path_factory.mktemp("flashcut") / "flash_by_cuts.mp4"
-    encode_frames(path, frames, W, H, FPS)
-    return path
+    return with_flashes(frames, CUT_FLASHES, path)
 
 
 @pytest.mark.parametrize("detector", ["content", "adaptive", "transnetv2"])
