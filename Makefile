@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean
+.PHONY: install browser test lint demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The report's page tests drive Debian's headless Chromium (tests/pipeline/report). Idempotent:
+# installs only when chromedriver is missing, as root with apt; if that fails, those tests skip.
+browser:
+	@if [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver || \
+			echo "note: could not install chromium; browser tests will skip"; \
+		else echo "note: no /usr/bin/chromedriver; browser tests will skip (apt-get install chromium chromium-driver)"; fi; \
+	fi
+
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 \
 		$(BIN)/python -m pytest -q tests
 

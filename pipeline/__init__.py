@@ -12,15 +12,21 @@ A video flows through the subpackages in this order:
 
     config/     the frozen dataclasses of every section (`--section.field` flags), checked
                 at start: base (errors, field kinds) <- resources <- scores, captions <- curate
-    stages/     one file per stage: probe -> split (detectors, lowres) -> transcode ->
+    stages/     one file per stage: probe -> split (detectors, lowres, damage) -> transcode ->
                 scorers (motion, technical, phash, text_overlay, clip_embed; frames decodes
                 the sampled frames once; base holds the per-clip loop they share)
     captions/   the caption sources and their stage (after scoring, before finalize)
     pack/       after every video: thresholds -> reasons (decide), collection-wide dedup
-                (dedup, neighbours), sample weights (weights), shards and manifests (pack);
+                (dedup, neighbours), sample weights (weights), a person's overrides, the
+                leakage-safe train/val split (valsplit), shards and manifests (pack);
                 `clipmill pack` re-applies them to a finished run (repack)
 
 Beside the flow, not part of it:
+
+    report/     OUT/report.html (`clipmill report`, and at the end of curate and pack): totals,
+                score histograms with thresholds, what-if curves, previews of every clip
+    review/     `clipmill review` (a local server for the report with controls) and
+                OUT/overrides.jsonl, the corrections that pack and curate apply
 
     synthetic/  the shapes world with exact ground truth (`clipmill synth`), its shape
                 checker and `clipmill evaluate`: footage and scores for tests and benchmarks

@@ -11,10 +11,14 @@ import logging
 import sys
 from collections.abc import Callable
 
-USAGE = """usage: clipmill {curate,pack,synth,train,sample,cache,evaluate,demo} ...
+USAGE = """usage: clipmill {curate,pack,report,review,synth,train,sample,cache,evaluate,demo} ...
 
   curate   raw footage -> WebDataset shards + Parquet manifest
-  pack     re-apply thresholds/dedup/weights to a curated output (no model runs)
+  pack     re-apply thresholds/dedup/weights and OUT/overrides.jsonl to a curated output
+           (no model runs); --val.fraction F writes shards/train/ and shards/val/
+  report   (re)write OUT/report.html from the manifests: totals, score histograms, what-if,
+           previews of kept and rejected clips (self-contained, opens from disk)
+  review   serve OUT's report on 127.0.0.1 with keep/reject/caption/split/join controls
   synth    synthetic raw footage with ground truth
   train    fit/validate a text-to-video model (LightningCLI): the DiT from scratch, or
            fine-tune Wan/LTX-Video/CogVideoX (configs/train/*_lora.yaml); `train plan`
@@ -98,6 +102,8 @@ def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "curate": curate_main,
     "pack": _lazy("pipeline.pack.repack", "pack_main"),
+    "report": _lazy("pipeline.report.cli", "report_main"),
+    "review": _lazy("pipeline.review.server", "review_main"),
     "synth": _lazy("pipeline.synthetic.synth", "main"),
     "train": _lazy("train.cli", "train_main"),
     "sample": _lazy("train.cli", "sample_main"),

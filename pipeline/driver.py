@@ -24,6 +24,8 @@ from pipeline.config.curate import CurateConfig
 from pipeline.config.resources import StageResources
 from pipeline.discover import expand_inputs
 from pipeline.pack.pack import invalidate, pack
+from pipeline.report.page import write_report_quietly
+from pipeline.review.overrides import cut_edits, read_overrides
 from pipeline.stages.clip_embed import ClipStage, check_clip_config
 from pipeline.stages.motion import MotionStage
 from pipeline.stages.phash import PerceptualHashStage
@@ -246,12 +248,18 @@ def curate(
     if not any(v["status"] == "ok" for v in videos):
         raise NoInputError(f"no input video found in {inputs} ({len(videos)} unreadable)")
     mark_duplicates(videos)
+    # A person's split/join edits (OUT/overrides.jsonl) travel with their video to split.
+    edits = cut_edits(read_overrides(out))
+    for v in videos:
+        if v["status"] == "ok" and edits.get(v["video_id"]):
+            v["cut_edits"] = edits[v["video_id"]]
     counts = _process(runner, videos, cfg, work, say)
     fp = fingerprint(cfg)
     staged = {
         v["video_id"]: load_staged(work, v["video_id"], fp) for v in videos if v["status"] == "ok"
     }
     summary = pack(out, videos, staged, cfg)
+    write_report_quietly(out)  # report.html: the human view; its failure costs one log line
     run = {"wall_s": round(time.perf_counter() - t0, 3), **counts}
     (work / "last_run.json").write_text(json.dumps(run))
     return summary
@@ -269,6 +277,10 @@ def _process(
     staged = {
         v["video_id"]: load_staged(work, v["video_id"], fp) for v in videos if v["status"] == "ok"
     }
+    for v in videos:  # cut with other edits than the person's latest: only that video again
+        rec = staged.get(v["video_id"]) if v["status"] == "ok" else None
+        if rec is not None and rec.get("cut_edits") != v.get("cut_edits"):
+            staged[v["video_id"]] = None
     todo = [
         {"video": json.dumps(v)}
         for v in videos

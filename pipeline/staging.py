@@ -11,7 +11,9 @@ blank, blur, hashes): a change re-does the video. `score_fingerprint` covers the
 stages that read the clips' mp4s (text, CLIP): a change re-runs only those, on the
 finished folder (`RescoreStage`). Thresholds are in neither: `clipmill pack`
 re-applies them to the stored scores. Clips rejected only by a threshold keep
-their mp4 here, so a loosened threshold can re-admit them.
+their mp4 here, so a loosened threshold can re-admit them. A person's split/join edits
+(OUT/overrides.jsonl) are kept in the record as `cut_edits`: the driver re-does a video
+whose stored edits differ from the latest ones, and only that video.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pipeline.stages.transcode import transcode_video
 from schemas.layout import partial_dir, video_dir
 
 # Keys of the split stage's working state that never leave the stage.
-_SCRATCH = ("frame_times", "blank_mask", "transition_mask", "cuts")
+_SCRATCH = ("frame_times", "blank_mask", "transition_mask", "corrupt_mask", "cuts")
 # Files only the stages between split and finalize read.
 SCRATCH_FILES = ("lowres.u8", "lowres.json", "stats.npy")
 
@@ -131,7 +133,7 @@ class FinalizeStage:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         video = json.loads(row["video"])
         folder = Path(video.pop("stage_dir"))
-        done = self._already_done(folder, video["video_id"])
+        done = self._already_done(folder, video)
         if done is not None:
             return done
         for clip in video["clips"]:
@@ -150,11 +152,12 @@ class FinalizeStage:
             "n_clips": len(video["clips"]),
         }
 
-    def _already_done(self, folder: Path, video_id: str) -> dict[str, Any] | None:
+    def _already_done(self, folder: Path, video: dict[str, Any]) -> dict[str, Any] | None:
         """The result of an attempt that renamed the folder but died before returning.
 
         Ray re-runs the video on a restarted worker; the finished folder is the answer.
         """
+        video_id = video["video_id"]
         if folder.exists():
             return None
         try:
@@ -162,6 +165,8 @@ class FinalizeStage:
         except (OSError, ValueError):
             return None
         if record.get("fingerprint") != self.fp or record.get("score_fingerprint") != self.score_fp:
+            return None
+        if record.get("cut_edits") != video.get("cut_edits"):
             return None
         return {"video_id": video_id, "status": record["status"], "n_clips": len(record["clips"])}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.vocab import CAPTION_SOURCES, REJECT_REASONS, VIDEO_STATUSES
+from schemas.vocab import CAPTION_SOURCES, REJECT_REASONS, SPLITS, VIDEO_STATUSES
 
 CLIP_ID_PATTERN = r"^[0-9a-f]{16}_[0-9]{7}_[0-9]{7}$"
 VIDEO_ID_PATTERN = r"^[0-9a-f]{16}$"
@@ -52,7 +52,7 @@ CLIP_FIELDS: tuple[Field, ...] = (
     Field("source_path", pa.string(), _STR, doc="the input as the user named it"),
     Field("scene_index", pa.int32(), _INT, doc="which detected scene of the video"),
     Field("window_index", pa.int32(), _INT, doc="which max_clip_s window of the scene"),
-    Field("start_frame", pa.int64(), _INT, doc="first source frame (decode order)"),
+    Field("start_frame", pa.int64(), _INT, doc="first source frame (display order, by timestamp)"),
     Field("end_frame", pa.int64(), _INT, doc="source frame after the last one"),
     Field("start_s", pa.float64(), _NUM, doc="source timeline, from the first frame"),
     Field("end_s", pa.float64(), _NUM),
@@ -136,13 +136,34 @@ CLIP_FIELDS: tuple[Field, ...] = (
     Field("sample_weight", pa.float32(), _NUM, True, doc="trainer's sampling weight"),
     Field("shard", pa.string(), _STR, True, doc="shard file name holding the clip"),
     Field("sha256", pa.string(), _STR, True, doc="of the clip's mp4 bytes"),
+    # Added after the first manifests: nullable, so older clips.parquet files still read.
+    Field(
+        "override",
+        pa.list_(pa.string()),
+        {"type": "array", "items": {"enum": ["keep", "reject", "caption"]}},
+        True,
+        doc="a person's corrections applied at pack time (OUT/overrides.jsonl)",
+    ),
+    Field(
+        "split",
+        pa.string(),
+        {"enum": list(SPLITS)},
+        True,
+        doc="train or val with --val.fraction (null: no split, or not kept)",
+    ),
 )
 
 VIDEO_FIELDS: tuple[Field, ...] = (
     Field("video_id", pa.string(), _STR, True, doc="null when the file could not be read"),
     Field("source_path", pa.string(), _STR),
     Field("status", pa.string(), {"enum": list(VIDEO_STATUSES)}),
-    Field("error", pa.string(), _STR, True, doc="one line, when status is error"),
+    Field(
+        "error",
+        pa.string(),
+        _STR,
+        True,
+        doc="one line: why status is error, or a note on an ok video (damage, a bad sidecar)",
+    ),
     Field("duplicate_of", pa.string(), _STR, True, doc="source_path of the first copy"),
     Field("size_bytes", pa.int64(), _INT, True),
     Field("duration_s", pa.float64(), _NUM, True),

@@ -15,6 +15,7 @@ VIDEO_STATUSES: tuple[str, ...] = ("ok", "error", "duplicate")
 REJECT_REASONS: tuple[str, ...] = (
     "too_short",
     "transition",
+    "corrupt",  # a damaged stretch of the source: decode errors, lost or concealed frames
     "low_motion",
     "high_motion",
     "blank",
@@ -25,6 +26,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "low_aesthetic",
     "no_caption",
     "error",
+    "manual",  # a person rejected it in `clipmill review` (OUT/overrides.jsonl)
 )
 
 # Where a caption came from, weakest last (issue: captions).
@@ -34,7 +36,12 @@ CAPTION_SOURCES: tuple[str, ...] = (
     "vlm",
     "clip_zeroshot",
     "filename",
+    "manual",  # written by a person in `clipmill review`; it replaces the others
 )
+
+
+# Which side of the leakage-safe split a kept clip went to (`clipmill pack --val.fraction`).
+SPLITS: tuple[str, ...] = ("train", "val")
 
 
 def check_reasons(reasons: list[str]) -> list[str]:

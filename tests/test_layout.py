@@ -113,6 +113,19 @@ def layer_of(name: str) -> int | None:
     return where
 
 
+def review_violations(graph: dict[str, set[str]]) -> list[str]:
+    """The review layer sits on top of curation: stages get a person's cut edits as row
+    data and never import `pipeline.review`; the server is reached only by the command."""
+    bad = []
+    for mod, targets in graph.items():
+        for t in targets:
+            if _under(mod, "pipeline.stages") and _under(t, "pipeline.review"):
+                bad.append(f"{mod} imports {t}")
+            if _under(t, "pipeline.review.server") and mod != "pipeline.cli":
+                bad.append(f"{mod} imports {t}")
+    return bad
+
+
 def layer_violations(graph: dict[str, set[str]]) -> list[str]:
     bad = []
     for mod, targets in graph.items():
@@ -165,6 +178,10 @@ def test_train_imports_only_downwards():
     assert layer_violations(graph()) == []
 
 
+def test_review_sits_on_top_of_curation():
+    assert review_violations(graph()) == []
+
+
 def test_no_import_cycle():
     assert cycles(graph()) == []
 
@@ -193,6 +210,8 @@ def test_every_package_has_a_map():
         ("schemas.records", "import train.flow", boundary_violations),
         ("train.models.dit", "from train.cache.format import key_seed", layer_violations),
         ("train.cache.builder", "from train.cli import train_main", layer_violations),
+        ("pipeline.stages.split", "from pipeline.review.overrides import FILE", review_violations),
+        ("pipeline.pack.pack", "from pipeline.review.server import serve", review_violations),
         ("schemas.vocab", "from schemas.records import Field", cycles),
         ("pipeline.config.base", "from pipeline.config.curate import CurateConfig", cycles),
     ],

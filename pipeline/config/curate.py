@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline.config.base import ConfigError, check
+from pipeline.config.base import ConfigError, check, pack_time
 from pipeline.config.captions import CaptionConfig, check_caption_against_clip
 from pipeline.config.resources import StageResources
 from pipeline.config.scores import ClipConfig, DedupConfig, FiltersConfig, WeightsConfig
@@ -199,6 +199,23 @@ class ShardsConfig:
 
 
 @dataclass(frozen=True)
+class ValConfig:
+    """The leakage-safe train/val split of the kept clips (`pipeline/pack/valsplit.py`)."""
+
+    fraction: float = pack_time(0.0)
+    """Share of the kept clips written to shards/val/ (whole groups: a video with every
+    near-duplicate of its clips); 0 keeps one shards/ folder."""
+    seed: int = pack_time(0)
+    """Which groups go to val; the same seed gives the same split."""
+
+    def __post_init__(self) -> None:
+        ok = isinstance(self.fraction, int | float) and 0 <= self.fraction < 1
+        check(ok, "val.fraction", f"must be in [0, 1), got {self.fraction!r}")
+        ok = isinstance(self.seed, int) and self.seed >= 0
+        check(ok, "val.seed", f"must be an integer >= 0, got {self.seed!r}")
+
+
+@dataclass(frozen=True)
 class CurateConfig:
     """Everything `clipmill curate` needs besides its inputs and output folder."""
 
@@ -212,6 +229,7 @@ class CurateConfig:
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
+    val: ValConfig = field(default_factory=ValConfig)
 
     def __post_init__(self) -> None:
         check_caption_against_clip(self.caption, self.clip)
@@ -247,6 +265,7 @@ SECTIONS: dict[str, type] = {
     "weights": WeightsConfig,
     "caption": CaptionConfig,
     "shards": ShardsConfig,
+    "val": ValConfig,
 }
 
 

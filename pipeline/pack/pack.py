@@ -4,7 +4,9 @@ Runs over the staged videos in input order, so the output is byte-for-byte
 the same whatever order Ray finished them in, and whether or not the run was
 interrupted. Reasons, duplicates and weights are decided here from the stored
 scores (`pipeline/pack/decide.py`), which is why `clipmill pack` can re-decide without
-re-running a stage. Finished-looking files are written last and atomically:
+re-running a stage. A person's corrections (OUT/overrides.jsonl) come after every
+rule, then the train/val split (`--val.fraction`: shards/train/ and shards/val/).
+Finished-looking files are written last and atomically:
 shards, then clips.parquet, videos.parquet and embeddings.parquet, then summary.json.
 """
 
@@ -23,10 +25,14 @@ import pyarrow.parquet as pq
 
 from pipeline.config.curate import CurateConfig
 from pipeline.pack.decide import decide
+from pipeline.pack.valsplit import assign_split
+from pipeline.pack.weights import sample_weights
+from pipeline.review.overrides import apply_overrides, cut_edits, read_overrides
 from pipeline.stages.clip_embed import EMB_SUFFIX
 from schemas import CLIP_FIELDS, CLIP_SCHEMA, VIDEO_SCHEMA, empty_clip
 from schemas.layout import video_dir, work_dir
 from schemas.shards import ShardWriter
+from schemas.vocab import SPLITS
 
 FINISHED_FILES = (
     "summary.json",
@@ -56,10 +62,14 @@ def invalidate(out: Path) -> None:
     for name in FINISHED_FILES:
         (out / name).unlink(missing_ok=True)
     shards = out / "shards"
-    if shards.is_dir():
-        for f in shards.iterdir():
-            if f.name.startswith("shard-") and f.suffix in (".tar", ".tmp"):
-                f.unlink()
+    # shards/train/ and shards/val/ (--val.fraction) too, so a split never outlives its flag.
+    for folder in (shards, *(shards / side for side in SPLITS)):
+        if folder.is_dir():
+            for f in folder.iterdir():
+                if f.name.startswith("shard-") and f.suffix in (".tar", ".tmp"):
+                    f.unlink()
+            if folder != shards and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def clip_rows(video: dict[str, Any], staged: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -124,11 +134,13 @@ def pack(
         all_clips += clips
     embeddings = load_embeddings(all_clips, folders)
     decisions = decide(all_clips, cfg, embeddings)
-    writer = ShardWriter(out / "shards", cfg.shards.max_samples, cfg.shards.max_bytes)
-    for c in all_clips:
-        if c["kept"]:
-            c["shard"] = _write_sample(writer, c, folders[c["clip_id"]])
-    writer.close()
+    decisions["overrides"] = _apply_overrides(out, all_clips, folders, videos, staged)
+    if decisions["overrides"]["applied"]:  # kept clips changed: weights are over them
+        decisions["weights"]["rarity"] = sample_weights(all_clips, cfg, embeddings)
+    split = assign_split(all_clips, cfg, embeddings)
+    if split is not None:
+        decisions["split"] = split
+    written = _write_shards(out, all_clips, folders, cfg)
     for v in videos:
         mine = [c for c in all_clips if c["video_id"] == v["video_id"]] if v["video_id"] else []
         v["n_clips"], v["n_kept"] = len(mine), sum(c["kept"] for c in mine)
@@ -137,10 +149,45 @@ def pack(
     _write_parquet(all_clips, CLIP_SCHEMA, out / "clips.parquet")
     _write_parquet(videos, VIDEO_SCHEMA, out / "videos.parquet")
     _write_embeddings(all_clips, embeddings, out / "embeddings.parquet")
-    summary = summarize(videos, all_clips, writer.written, cfg)
+    summary = summarize(videos, all_clips, written, cfg)
     summary.update(decisions)
     _write_json(summary, out / "summary.json")
     return summary
+
+
+def _apply_overrides(
+    out: Path, clips: list[dict], folders: dict[str, Path], videos: list[dict], staged: dict
+) -> dict[str, Any]:
+    """A person's keep/reject/caption (after every rule), and the cut edits still pending:
+    videos whose staged cuts predate a split or join (`clipmill curate` re-cuts them)."""
+    entries = read_overrides(out)
+    report = apply_overrides(clips, entries, folders)
+    edits = cut_edits(entries)
+    report["pending_videos"] = [
+        v["source_path"]
+        for v in sorted(videos, key=lambda v: v["order"])
+        if v["status"] == "ok"
+        and staged.get(v["video_id"]) is not None
+        and (staged[v["video_id"]].get("cut_edits") or []) != edits.get(v["video_id"], [])
+    ]
+    return report
+
+
+def _write_shards(
+    out: Path, clips: list[dict], folders: dict[str, Path], cfg: CurateConfig
+) -> list[str]:
+    """Kept clips into shards/ (or shards/train/ and shards/val/); names relative to shards/."""
+    sides = SPLITS if cfg.val.fraction else (None,)
+    written: list[str] = []
+    for side in sides:
+        folder = out / "shards" / side if side else out / "shards"
+        writer = ShardWriter(folder, cfg.shards.max_samples, cfg.shards.max_bytes)
+        prefix = f"{side}/" if side else ""
+        for c in clips:
+            if c["kept"] and c.get("split") == side:
+                _write_sample(writer, c, folders[c["clip_id"]], prefix)
+        written += [prefix + name for name in writer.close()]
+    return written
 
 
 def load_embeddings(clips: list[dict], folders: dict[str, Path]) -> dict[str, np.ndarray]:
@@ -173,7 +220,7 @@ def _write_embeddings(clips: list[dict], embeddings: dict[str, np.ndarray], path
     os.replace(tmp, path)
 
 
-def _write_sample(writer: ShardWriter, clip: dict, folder: Path) -> str:
+def _write_sample(writer: ShardWriter, clip: dict, folder: Path, prefix: str = "") -> None:
     key = clip["clip_id"]
     fields: dict[str, Any] = {
         "mp4": (folder / f"{key}.mp4").read_bytes(),
@@ -184,9 +231,9 @@ def _write_sample(writer: ShardWriter, clip: dict, folder: Path) -> str:
         if path.exists():
             fields[ext] = path.read_bytes()
     # The shard is known before the write: the record inside names it too.
-    clip["shard"] = writer.reserve(sum(len(b) + 1024 for b in fields.values()) + 4096)
+    clip["shard"] = prefix + writer.reserve(sum(len(b) + 1024 for b in fields.values()) + 4096)
     fields["json"] = {k: clip[k] for k in (f.name for f in CLIP_FIELDS)}
-    return writer.write(key, fields)
+    writer.write(key, fields)
 
 
 def summarize(

@@ -7,7 +7,9 @@ tightening a threshold, a dedup rule or the weights is a re-pack: the run's
 config is read back from OUT/summary.json, the flags given here override it,
 and the same `pack` as `clipmill curate` rewrites shards, manifests and summary.
 A flag that would change clips or scores (split, transcode, motion fps, CLIP
-model, …) is refused: that needs `clipmill curate` again.
+model, …) is refused: that needs `clipmill curate` again. A person's corrections
+(OUT/overrides.jsonl) are applied after the thresholds on every pack; split/join
+edits need `clipmill curate` to re-cut their videos, and pack names those videos.
 """
 
 from __future__ import annotations
@@ -121,9 +123,15 @@ def pack_parser(defaults: dict[str, Any]):
 def pack_main(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
+    from pipeline.report.page import write_report_quietly
+
     prog = "clipmill pack"
     if not argv or argv[0].startswith("-"):
-        print(f"usage: {prog} OUT [--section.field value …]", file=sys.stderr)
+        print(
+            f"usage: {prog} OUT [--section.field value …] [--val.fraction F --val.seed S]\n"
+            f"  applies OUT/overrides.jsonl after the thresholds",
+            file=sys.stderr,
+        )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     out = Path(argv[0])
     try:
@@ -132,6 +140,7 @@ def pack_main(argv: list[str]) -> int:
         built = parser.instantiate(ns)
         cfg = CurateConfig(**{k: built[k] for k in SECTIONS})
         summary = repack(out, cfg)
+        write_report_quietly(out)  # the page follows the new manifests
     except (ArgumentError, ConfigError, ValueError, TypeError) as exc:
         text = " ".join(str(exc).split())
         print(f"{prog}: error: {text}", file=sys.stderr)
@@ -146,4 +155,10 @@ def pack_main(argv: list[str]) -> int:
         f"packed: {summary['clips']['kept']}/{summary['clips']['candidates']} clips kept, "
         f"{secs['kept']:.1f}s of {secs['input']:.1f}s, {len(summary['shards'])} shards -> {out}"
     )
+    pending = summary.get("overrides", {}).get("pending_videos") or []
+    if pending:
+        print(
+            f"pending cut edits (split/join) in {len(pending)} video(s): re-run `clipmill "
+            f"curate` with the same inputs and --output {out} to re-cut {', '.join(pending)}"
+        )
     return 0

@@ -81,7 +81,7 @@ def inspect_container(path: str) -> dict[str, Any]:
             raise ValueError(f"no video stream (has {', '.join(kinds)})")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        frame = next(container.decode(stream), None)
+        frame = _first_frame(container, stream)
         if frame is None:
             raise ValueError("video stream has no decodable frame")
         rate = stream.average_rate or stream.guessed_rate or Fraction(0)
@@ -106,6 +106,20 @@ def inspect_container(path: str) -> dict[str, Any]:
             "pix_fmt": frame.format.name,
             "has_audio": bool(container.streams.audio),
         }
+
+
+def _first_frame(container: Any, stream: Any) -> Any:
+    """The first frame that decodes, or None: a broken packet at the start is damage for
+    the split to place (a `corrupt` row), not a reason to drop the whole file."""
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            for frame in packet.decode():
+                return frame
+        except av.error.InvalidDataError:
+            continue
+    return None
 
 
 def probe_video(row: dict[str, Any]) -> dict[str, Any]:

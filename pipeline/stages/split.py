@@ -25,6 +25,14 @@ import numpy as np
 
 from pipeline.config.curate import SplitConfig
 from pipeline.ffmpeg import ffmpeg_exe
+from pipeline.stages.cut_edits import apply_cut_edits
+from pipeline.stages.damage import (
+    Aligner,
+    damage_message,
+    damaged_ranges,
+    locate_errors,
+    read_timeline,
+)
 from pipeline.stages.detectors import (
     FlashFilter,
     SceneDetectDetector,
@@ -36,12 +44,14 @@ from pipeline.stages.detectors import (
 def decode_lowres(
     path: str, width: int, height: int, errors: list[str]
 ) -> Iterator[tuple[float, np.ndarray]]:
-    """(seconds since the first frame, RGB uint8 frame at width×height), in display order.
+    """(source timestamp in seconds, RGB uint8 frame at width×height), in display order.
 
-    ffmpeg decodes and scales in its own threads and streams raw frames in NUT
-    (which keeps each frame's timestamp, so VFR is exact); measured 2-3× faster
-    than scaling each frame through PyAV. The deblocking filter is skipped: at
-    analysis size it is invisible and it costs ~20% of an H.264 decode.
+    ffmpeg decodes and scales in its own threads and streams raw frames in NUT; measured
+    2-3× faster than scaling each frame through PyAV. `-copyts` and the demuxer's time base
+    keep each frame's own timestamp (without them NUT re-times frames on the average rate,
+    so VFR times were off), which is how `damage.Aligner` puts it on its source frame.
+    The deblocking filter is skipped: at analysis size it is invisible and it costs ~20%
+    of an H.264 decode.
     """
     import av
 
@@ -51,6 +61,7 @@ def decode_lowres(
         "-nostdin",
         "-loglevel",
         "error",
+        "-copyts",
         "-skip_loop_filter",
         "all",
         "-i",
@@ -61,6 +72,8 @@ def decode_lowres(
         f"scale={width}:{height}:flags=area,format=rgb24",
         "-fps_mode",
         "passthrough",
+        "-enc_time_base:v",
+        "demux",
         "-c:v",
         "rawvideo",
         "-f",
@@ -71,13 +84,10 @@ def decode_lowres(
     tail: deque[str] = deque(maxlen=5)
     drain = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
     drain.start()
-    first = None
     try:
         with av.open(proc.stdout, format="nut") as container:
             for frame in container.decode(video=0):
-                t = float(frame.time or 0.0)
-                first = t if first is None else first
-                yield t - first, frame.to_ndarray()
+                yield float(frame.time or 0.0), frame.to_ndarray()
     except av.error.FFmpegError as exc:
         errors.append(f"decode: {exc}")
     finally:
@@ -182,6 +192,7 @@ class Splitter:
             fps = float(video.get("fps") or 25.0)
             size = analysis_size(video["width"], video["height"], self.cfg.analysis_width)
             video.update(self.analyse(video["local_path"], fps, size, sink))
+            apply_cut_edits(video)  # a person's split/join (OUT/overrides.jsonl), if any
             video["clips"] = plan_clips(video, self.cfg)
         except Exception as exc:  # noqa: BLE001 - a bad video is a row, never a crashed job
             video.update(
@@ -194,31 +205,77 @@ class Splitter:
     ) -> dict[str, Any]:
         detection = self._detection(fps_guess)
         errors: list[str] = []
-        times: list[float] = []
+        timeline = read_timeline(path, fps_guess)
+        aligner = Aligner(timeline) if timeline is not None else None
+        times: list[float] = timeline.times() if timeline is not None else []
         blank: list[bool] = []
-        for i, (t, rgb) in enumerate(decode_lowres(path, *size, errors)):
-            times.append(t)
+        frames = decode_lowres(path, *size, errors)
+        for i, rgb in _on_slots(frames, aligner, times):
             blank.append(blank_frame(rgb, self.cfg.blank_luma))
             detection.push(i, rgb)
             if sink is not None:
-                sink.push(i, t, rgb)
-        n = len(times)
+                sink.push(i, times[i], rgb)
+        n = len(blank)
         if n == 0:
             raise ValueError("no decodable frames" + (f" ({errors[0]})" if errors else ""))
         cuts, transition = detection.finish(n)
         deltas = np.diff(times) if n > 1 else np.array([1.0 / fps_guess])
         step = float(np.median(deltas)) if len(deltas) else 1.0 / fps_guess
-        duration = times[-1] + step
-        return {
+        out = {
             "n_frames": n,
-            "duration_s": duration,
+            "duration_s": times[-1] + step,
             "vfr": bool(len(deltas) > 1 and float(np.ptp(deltas)) > 0.5 * step),
             "frame_times": times,
             "cuts": cuts,
             "blank_mask": np.array(blank, bool),
             "transition_mask": transition,
+            "corrupt_mask": np.zeros(n, bool),
             "decode_errors": len(errors),
         }
+        if aligner is not None:
+            out.update(self._damage(path, aligner, errors, times))
+        return out
+
+    def _damage(
+        self, path: str, aligner: Aligner, errors: list[str], times: list[float]
+    ) -> dict[str, Any]:
+        """The corrupt mask and the row's note; raises when no usable stretch is left."""
+        timeline = aligner.timeline
+        bad = set(aligner.missing)
+        if errors or bad or aligner.jumps or timeline.demux_error:
+            # Only ffmpeg's word that something broke pays for the exact, slower decode.
+            bad |= locate_errors(path, timeline)
+        ranges = damaged_ranges(bad, aligner.jumps, timeline)
+        if not ranges:
+            return {}
+        mask = np.zeros(timeline.n, bool)
+        for a, b in ranges:
+            mask[a:b] = True
+        message = damage_message(ranges, times)
+        clean = [e - s for s, e, label in _runs(mask.astype(np.int8)) if label == 0]
+        longest = max(clean, default=0) * timeline.step_s
+        if mask.mean() > MAX_DAMAGED or longest < self.cfg.min_clip_s:
+            why = f"{message}; longest clean stretch {longest:.1f} s"
+            raise ValueError(f"damaged throughout ({why})")
+        return {"corrupt_mask": mask, "error": message, "source_start_s": timeline.start_s}
+
+
+def _on_slots(
+    frames: Iterator[tuple[float, np.ndarray]], aligner: Aligner | None, times: list[float]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(source frame, RGB) for every source frame, from the decode's (timestamp, RGB)."""
+    if aligner is None:
+        # No timestamps in the container: decoded frames are numbered in order, and
+        # `times` is filled from the decode (nothing better is known).
+        first = None
+        for t, rgb in frames:
+            first = t if first is None else first
+            times.append(t - first)
+            yield len(times) - 1, rgb
+        return
+    for t, rgb in frames:
+        yield from aligner.push(t, rgb)
+    yield from aligner.finish()
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -229,14 +286,16 @@ def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(s), int(e), int(labels[s])) for s, e in zip(starts, ends, strict=True)]
 
 
-CONTENT, BLANK, TRANSITION = 0, 1, 2
-REASON = {BLANK: "blank", TRANSITION: "transition"}
+CONTENT, BLANK, TRANSITION, CORRUPT = 0, 1, 2, 3
+REASON = {BLANK: "blank", TRANSITION: "transition", CORRUPT: "corrupt"}
+# More of a video damaged than this is no video to cut clips from: an error row.
+MAX_DAMAGED = 0.5
 
 
 def plan_clips(video: dict[str, Any], cfg: SplitConfig) -> list[dict[str, Any]]:
     """Candidate clips of one analysed video: shots trimmed, windowed, short ones marked.
 
-    Frames are labelled content/blank/transition; a hard cut starts a new shot.
+    Frames are labelled content/blank/transition/corrupt; a hard cut starts a new shot.
     Blank and transition runs become rejected rows of their own; every content
     run loses `trim_s` on each side that touches a boundary, then becomes
     equal windows ≤ max_clip_s, or one `too_short` row.
@@ -245,6 +304,8 @@ def plan_clips(video: dict[str, Any], cfg: SplitConfig) -> list[dict[str, Any]]:
     labels = np.full(n, CONTENT, np.int8)
     labels[video["blank_mask"]] = BLANK
     labels[video["transition_mask"] & ~video["blank_mask"]] = TRANSITION
+    # Damage is a boundary like a cut, and outranks every other label.
+    labels[video.get("corrupt_mask", np.zeros(n, bool))] = CORRUPT
     shot = np.zeros(n, np.int64)
     for c in video["cuts"]:
         shot[c:] += 1

@@ -45,12 +45,22 @@ def ffmpeg_args(
     fps: float,
     size: tuple[int, int],
     cfg: TranscodeConfig,
+    source_start_s: float | None = None,
 ) -> list[str]:
-    """Arguments of one segmenting encode; `bounds` are output frames where segments start."""
+    """Arguments of one segmenting encode; `bounds` are output frames where segments start.
+
+    `source_start_s` (set by the split on a damaged video) is the timestamp of the source's
+    first frame: the first frame the decoder yields may come later when the start is broken,
+    so the timeline is pinned to the source's own zero instead of the first decoded frame.
+    """
     w, h = size
-    vf = f"setpts=PTS-STARTPTS,fps={fps!r},scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p"
+    zero, copyts = "setpts=PTS-STARTPTS,", []
+    if source_start_s is not None:
+        zero, copyts = f"setpts=PTS-{source_start_s!r}/TB,", ["-copyts"]
+    fps_filter = f"fps={fps!r}" + (":start_time=0" if copyts else "")
+    vf = f"{zero}{fps_filter},scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p"
     keys = ",".join(f"{(k - 0.25) / fps:.6f}" for k in bounds)
-    args = ["-i", src, "-map", "0:v:0"]
+    args = [*copyts, "-i", src, "-map", "0:v:0"]
     args += ["-map", "0:a:0?", "-c:a", "aac"] if cfg.keep_audio else ["-an"]
     args += [
         "-sn",
@@ -122,7 +132,15 @@ def transcode_video(video: dict[str, Any], cfg: TranscodeConfig, clip_dir: Path)
     seg_dir.mkdir(parents=True)
     try:
         run_ffmpeg(
-            ffmpeg_args(video["local_path"], str(seg_dir / "%06d.mp4"), bounds, fps, size, cfg)
+            ffmpeg_args(
+                video["local_path"],
+                str(seg_dir / "%06d.mp4"),
+                bounds,
+                fps,
+                size,
+                cfg,
+                video.get("source_start_s"),
+            )
         )
     except Exception as exc:  # noqa: BLE001 - an encode failure is data on the clip rows
         for c in wanted:

@@ -54,6 +54,8 @@ import numpy as np
 
 from pipeline.ffmpeg import run_ffmpeg
 from pipeline.synthetic.config import SynthConfig
+from pipeline.synthetic.damage import SHOTS as DAMAGE_SHOTS
+from pipeline.synthetic.damage import make_damaged
 from pipeline.synthetic.junk import JUNK_KINDS
 from pipeline.synthetic.truth import to_srt, truth_entry
 from pipeline.synthetic.vocab import load_holdout
@@ -64,6 +66,7 @@ from pipeline.synthetic.world import ShotRenderer, ShotSpec, plan_video, render_
 X264_OPTIONS: dict[str, str] = {"preset": "veryfast", "crf": "18", "threads": "2"}
 # Bad inputs: small and short, but long enough (36 frames) for a splitter to yield a clip.
 BAD_SIZE, BAD_FRAMES, BAD_FPS = (192, 108), 36, 24.0
+DAMAGE_SEED = 17  # the clean original of the damaged bad inputs
 WEIRD_NAME = 'we\'ird "name" $(x) ü 🎬;&.mp4'
 # Tried in order; the first that writes a file PyAV can decode wins.
 AV1_ENCODERS: tuple[tuple[str, ...], ...] = (
@@ -163,6 +166,8 @@ def make_bad_inputs(output: Path) -> dict[str, Path]:
     ones (`odd_dims`, `rotated`, `vfr`, `ten_bit`, `hevc_mkv`, `vp9_webm`,
     `av1_mkv`, `prores_mov`, `weird_name`) must yield clips; `text_file` must be
     ignored. `av1_mkv` is left out (with a warning) if no AV1 encoder works.
+    `damaged_mid` (clean shots around one damaged stretch) and `damaged_throughout`
+    have their damaged frames, measured by decoding, in `truth.json` (`synthetic.damage`).
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -200,6 +205,12 @@ def make_bad_inputs(output: Path) -> dict[str, Path]:
     made["weird_name"] = Path(shutil.copyfile(base, output / WEIRD_NAME))
     note = "Shot list for the shoot on Tuesday. Not a video: curation ignores this.\n"
     made["text_file"] = _write_bytes(output / "notes.txt", note.encode())
+    scratch = output / ".damage_scratch"
+    clean = synthesize(scratch, 1, DAMAGE_SEED, **DAMAGE_SHOTS)[0]
+    damaged, truth = make_damaged(output, scratch / clean["file"], clean)
+    shutil.rmtree(scratch)
+    made.update(damaged)
+    (output / "truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     base.unlink()
     return made
 

@@ -237,11 +237,17 @@ def test_bad_inputs_are_all_there(bad) -> None:
     expected = {"zero_byte", "truncated", "random_bytes", "png_as_mp4", "audio_only", "text_file"}
     assert expected | set(VALID) <= set(bad), f"missing: {expected | set(VALID) - set(bad)}"
     assert all(p.exists() for p in bad.values())
-    assert (
-        len({p.name for p in bad.values()})
-        == len(bad)
-        == len(list(bad["text_file"].parent.iterdir()))
-    )
+    files = {p.name for p in bad["text_file"].parent.iterdir()}
+    assert len({p.name for p in bad.values()}) == len(bad) == len(files - {"truth.json"})
+
+
+def test_damaged_inputs_have_their_damaged_frames_in_the_truth(bad) -> None:
+    truth = json.loads((bad["text_file"].parent / "truth.json").read_text())
+    mid, throughout = truth["damaged_mid.mp4"], truth["damaged_throughout.mp4"]
+    # One stretch inside the video, ending at a shot's start (the next keyframe).
+    [(a, b)] = mid["damaged"]
+    assert 0 < a < b < mid["n_frames"] and b in {s for s, _ in mid["shots"]}
+    assert sum(b - a for a, b in throughout["damaged"]) > throughout["n_frames"] / 2
 
 
 @pytest.mark.parametrize("name", ["zero_byte", "truncated", "random_bytes"])

@@ -1,0 +1,133 @@
+"""Looping previews of the clips: small animated WebPs under OUT/work/previews/.
+
+A 192-px, 8 fps WebP of a clip's first seconds weighs a few KB, so a page of 48
+of them loads at once from disk, where 48 autoplaying 360p mp4s would not. Each is
+made once (an existing file is skipped), written under a temporary name and renamed,
+so a run killed mid-way never leaves a half file that later runs would trust. A clip
+rejected before transcode (too short, a transition, a black run) has no mp4, so its
+preview is cut from the source file at the clip's times, when that file is still there.
+Where ffmpeg has no WebP encoder (some system builds), the page plays the staged mp4.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg
+from schemas.layout import staged_clip, work_dir
+
+log = logging.getLogger(__name__)
+
+PREVIEWS = "previews"
+WIDTH, FPS, MAX_S = 192, 8, 4.0
+
+
+def preview_path(out: Path, clip_id: str) -> Path:
+    return work_dir(out) / PREVIEWS / f"{clip_id}.webp"
+
+
+@cache
+def has_webp_encoder() -> bool:
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, check=False, timeout=30
+    )
+    return b"libwebp_anim" in proc.stdout
+
+
+class Clip(NamedTuple):
+    """What a preview is made from: the staged mp4, or the source at the clip's times."""
+
+    video_id: str
+    clip_id: str
+    source_path: str
+    start_s: float
+    duration_s: float
+
+
+def webp_args(src: Path, dst: Path, start_s: float | None = None, duration_s: float = MAX_S):
+    """ffmpeg arguments (a list, never a shell string) for one preview; `start_s` seeks in
+    the source (a clip rejected before transcode has no mp4 of its own)."""
+    seek = ["-ss", f"{start_s:.3f}"] if start_s is not None else []
+    return [
+        "-y",
+        *seek,
+        "-t",
+        f"{min(duration_s, MAX_S):.3f}",
+        "-i",
+        str(src),
+        "-an",
+        "-vf",
+        f"fps={FPS},scale={WIDTH}:-2:flags=bilinear",
+        "-c:v",
+        "libwebp_anim",
+        "-loop",
+        "0",
+        "-quality",
+        "50",
+        "-compression_level",
+        "1",
+        "-f",
+        "webp",
+        str(dst),
+    ]
+
+
+def _make_one(args: list[str], dst: Path) -> bool:
+    tmp = Path(args[-1])
+    try:
+        run_ffmpeg(args, timeout=60)
+        os.replace(tmp, dst)
+        return True
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        log.debug("preview %s failed: %s", dst.name, exc)
+        tmp.unlink(missing_ok=True)
+        return False
+
+
+def _job(out: Path, clip: Clip) -> tuple[list[str], Path] | None:
+    dst = preview_path(out, clip.clip_id)
+    tmp = dst.with_name(dst.name + ".tmp")
+    if dst.is_file():
+        return None
+    mp4 = staged_clip(out, clip.video_id, clip.clip_id)
+    if mp4.is_file():
+        return webp_args(mp4, tmp), dst
+    source = Path(clip.source_path)  # a URL input was fetched to work/: no preview then
+    if "://" not in clip.source_path and source.is_file() and clip.duration_s > 0:
+        return webp_args(source, tmp, clip.start_s, clip.duration_s), dst
+    return None
+
+
+def make_previews(out: Path, clips: list[Clip], workers: int | None = None) -> int:
+    """Make the missing WebP previews of `clips`; returns how many were made."""
+    if not clips or not has_webp_encoder():
+        return 0
+    todo = [job for job in (_job(out, c) for c in clips) if job]
+    if not todo:
+        return 0
+    preview_path(out, "x").parent.mkdir(parents=True, exist_ok=True)
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:  # ffmpeg does the work: threads suffice
+        made = sum(pool.map(lambda job: _make_one(*job), todo))
+    if made < len(todo):
+        log.warning("report: %d of %d previews could not be made", len(todo) - made, len(todo))
+    return made
+
+
+def media_of(out: Path, clips: list[Clip]) -> dict[str, list[str]]:
+    """clip_id -> [kind, path relative to OUT]: the WebP preview, else the staged mp4, else
+    its thumbnail. Relative paths, so the page works from disk and behind the review server."""
+    found: dict[str, list[str]] = {}
+    for video_id, clip_id, *_ in clips:
+        webp, mp4 = preview_path(out, clip_id), staged_clip(out, video_id, clip_id)
+        for kind, path in (("webp", webp), ("mp4", mp4), ("jpg", mp4.with_suffix(".jpg"))):
+            if path.is_file():
+                found[clip_id] = [kind, path.relative_to(out).as_posix()]
+                break
+    return found
