@@ -39,18 +39,30 @@ BANDS = 4
 MAX_BUCKET = 512  # a hash band shared by more clips than this says nothing (flat frames)
 
 
-class SceneUnionFind:
-    """Union-find whose components never hold two clips of the same scene."""
+class UnionFind:
+    """Components of n items; a component's root is its smallest index."""
 
-    def __init__(self, scenes: list[tuple[str, int]]) -> None:
-        self.parent = list(range(len(scenes)))
-        self.scenes = [{s} for s in scenes]
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
             self.parent[i] = self.parent[self.parent[i]]
             i = self.parent[i]
         return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+class SceneUnionFind(UnionFind):
+    """Union-find whose components never hold two clips of the same scene."""
+
+    def __init__(self, scenes: list[tuple[str, int]]) -> None:
+        super().__init__(len(scenes))
+        self.scenes = [{s} for s in scenes]
 
     def union(self, a: int, b: int) -> None:
         ra, rb = self.find(a), self.find(b)

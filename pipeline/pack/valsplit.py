@@ -22,23 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.curate import CurateConfig
-from pipeline.pack.dedup import duplicate_edges
-
-
-class UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+from pipeline.pack.dedup import UnionFind, duplicate_edges
 
 
 def leakage_groups(
