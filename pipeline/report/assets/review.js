@@ -32,9 +32,12 @@ window.clipmillReviewControls = (function () {
     const reply = el("span", { class: "reply", id: "reply-" + id, "data-clip-id": id });
     const caption = el("textarea", { rows: 2, "data-field": "caption", "data-clip-id": id });
     caption.value = clip.caption || "";
-    // Frames count from the clip's first frame; the server checks the range.
-    const frame = el("input", { type: "number", min: 1, step: 1, "data-field": "split-frame",
-      "data-clip-id": id, placeholder: "frame", title: "frame from the clip's first frame" });
+    // A source frame, as the card's frame range and overrides.jsonl count them; the server
+    // checks it lies strictly inside the clip.
+    const first = clip.start_frame + 1, last = clip.end_frame - 1;
+    const frame = el("input", { type: "number", min: first, max: last, step: 1,
+      "data-field": "split-frame", "data-clip-id": id, placeholder: first + "–" + last,
+      title: "source frame to cut before, " + first + " to " + last });
     const actions = [
       ["keep", "Keep", function () { return null; }],
       ["reject", "Reject", function () { return null; }],
