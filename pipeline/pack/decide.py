@@ -13,6 +13,7 @@ threshold turns its filter off.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -88,14 +89,22 @@ def apply_dedup(
 
 
 def decide(
-    clips: list[dict[str, Any]], cfg: CurateConfig, embeddings: dict[str, np.ndarray]
+    clips: list[dict[str, Any]],
+    cfg: CurateConfig,
+    embeddings: dict[str, np.ndarray],
+    corrections: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Reasons, duplicates and weights on `clips` (in place); the report for summary.json."""
+    """Reasons, duplicates and weights on `clips` (in place); the report for summary.json.
+
+    `corrections` (a person's overrides) run after every rule and before the weights, which
+    are over the clips finally kept; its report is the summary's `overrides`.
+    """
     hard = {c["clip_id"]: bool(c["reject_reasons"]) for c in clips}
     apply_thresholds(clips, cfg)
     dup_of = apply_dedup(clips, cfg, embeddings)
+    corrected = corrections(clips) if corrections is not None else None
     rarity = sample_weights(clips, cfg, embeddings)
-    return {
+    report = {
         "dedup": {
             "clusters": len(set(dup_of.values())),
             "duplicates": len(dup_of),
@@ -104,6 +113,9 @@ def decide(
         "weights": {"rarity": rarity},
         "what_if": what_if(clips, cfg, embeddings, hard),
     }
+    if corrected is not None:
+        report["overrides"] = corrected
+    return report
 
 
 def _grid(chosen: float | None, scores: list[float]) -> list[float]:

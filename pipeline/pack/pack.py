@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 from pipeline.config.curate import CurateConfig
 from pipeline.pack.decide import decide
 from pipeline.pack.valsplit import assign_split
-from pipeline.pack.weights import sample_weights
 from pipeline.review.overrides import apply_overrides, cut_edits, read_overrides
 from pipeline.stages.clip_embed import EMB_SUFFIX
 from schemas import CLIP_FIELDS, CLIP_SCHEMA, VIDEO_SCHEMA, empty_clip
@@ -133,10 +132,12 @@ def pack(
         folders.update({c["clip_id"]: video_dir(work, v["video_id"]) for c in clips})
         all_clips += clips
     embeddings = load_embeddings(all_clips, folders)
-    decisions = decide(all_clips, cfg, embeddings)
-    decisions["overrides"] = _apply_overrides(out, all_clips, folders, videos, staged)
-    if decisions["overrides"]["applied"]:  # kept clips changed: weights are over them
-        decisions["weights"]["rarity"] = sample_weights(all_clips, cfg, embeddings)
+    decisions = decide(
+        all_clips,
+        cfg,
+        embeddings,
+        lambda clips: _apply_overrides(out, clips, folders, videos, staged),
+    )
     split = assign_split(all_clips, cfg, embeddings)
     if split is not None:
         decisions["split"] = split
@@ -236,34 +237,49 @@ def _write_sample(writer: ShardWriter, clip: dict, folder: Path, prefix: str = "
     writer.write(key, fields)
 
 
-def summarize(
-    videos: list[dict], clips: list[dict], shards: list[str], cfg: CurateConfig
-) -> dict[str, Any]:
-    """Counts per stage and reason, and where every input second went."""
-    ok = [v for v in videos if v["status"] == "ok"]
-    input_s = sum(v["duration_s"] or 0.0 for v in ok)
+def tally(videos: list[dict], clips: list[dict]) -> dict[str, Any]:
+    """Where the input seconds went, unrounded (summary.json and report.html format it).
+
+    A clip counts under each of its reasons, and its seconds under its first, so the
+    seconds add up to the input.
+    """
+    input_s = sum(v["duration_s"] or 0.0 for v in videos if v["status"] == "ok")
     kept_s = sum(c["duration_s"] for c in clips if c["kept"])
     by_reason: Counter[str] = Counter()
     secs_by_reason: Counter[str] = Counter()
     for c in clips:
-        for r in c["reject_reasons"]:
-            by_reason[r] += 1
-            # A clip with several reasons is counted under its first, so seconds add up.
+        by_reason.update(c["reject_reasons"])
         if c["reject_reasons"]:
             secs_by_reason[c["reject_reasons"][0]] += c["duration_s"]
     rejected_s = sum(secs_by_reason.values())
     return {
+        "kept": sum(c["kept"] for c in clips),
+        "by_reason": by_reason,
+        "secs_by_reason": secs_by_reason,
+        "input_s": input_s,
+        "kept_s": kept_s,
+        "rejected_s": rejected_s,
+        "trimmed_s": max(0.0, input_s - kept_s - rejected_s),
+    }
+
+
+def summarize(
+    videos: list[dict], clips: list[dict], shards: list[str], cfg: CurateConfig
+) -> dict[str, Any]:
+    """Counts per stage and reason, and where every input second went."""
+    t = tally(videos, clips)
+    return {
         "videos": dict(Counter(v["status"] for v in videos)),
         "clips": {
             "candidates": len(clips),
-            "kept": sum(c["kept"] for c in clips),
-            "rejected_by_reason": dict(sorted(by_reason.items())),
+            "kept": t["kept"],
+            "rejected_by_reason": dict(sorted(t["by_reason"].items())),
         },
         "seconds": {
-            "input": round(input_s, 3),
-            "kept": round(kept_s, 3),
-            "rejected_by_reason": {k: round(v, 3) for k, v in sorted(secs_by_reason.items())},
-            "trimmed_at_cuts": round(max(0.0, input_s - kept_s - rejected_s), 3),
+            "input": round(t["input_s"], 3),
+            "kept": round(t["kept_s"], 3),
+            "rejected_by_reason": {k: round(v, 3) for k, v in sorted(t["secs_by_reason"].items())},
+            "trimmed_at_cuts": round(t["trimmed_s"], 3),
             "duplicate_videos": round(
                 sum(v["duration_s"] or 0 for v in videos if v["status"] == "duplicate"), 3
             ),

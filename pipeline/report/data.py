@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline.pack.decide import FILTERS
+from pipeline.pack.pack import tally
 
 NEEDED = ("clips.parquet", "videos.parquet", "summary.json")
 # Every score column of the manifest, in the order the histograms are drawn.
@@ -122,29 +123,20 @@ def video_rows(videos: list[dict], clips: list[dict]) -> list[dict[str, Any]]:
 
 
 def totals(videos: list[dict], clips: list[dict]) -> dict[str, Any]:
-    """The run's counts, as summary.json counts them: a clip counts under each of its
-    reasons, and its seconds under its first, so the seconds add up to the input."""
-    by_reason: Counter[str] = Counter()
-    secs_by_reason: Counter[str] = Counter()
-    for c in clips:
-        by_reason.update(c["reject_reasons"])
-        if c["reject_reasons"]:
-            secs_by_reason[c["reject_reasons"][0]] += c["duration_s"]
-    input_s = sum(v["duration_s"] or 0.0 for v in videos if v["status"] == "ok")
-    kept_s = sum(c["duration_s"] for c in clips if c["kept"])
-    rejected_s = sum(secs_by_reason.values())
+    """The run's counts, as summary.json counts them (`pack.tally`)."""
+    t = tally(videos, clips)
     return {
         "videos": dict(sorted(Counter(v["status"] for v in videos).items())),
         "clips": len(clips),
-        "kept": sum(c["kept"] for c in clips),
-        "rejected": sum(not c["kept"] for c in clips),
-        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "kept": t["kept"],
+        "rejected": len(clips) - t["kept"],
+        "rejected_by_reason": dict(sorted(t["by_reason"].items())),
         "seconds": {
-            "input": _round(input_s),
-            "kept": _round(kept_s),
-            "rejected": _round(rejected_s),
-            "rejected_by_reason": {k: _round(v) for k, v in sorted(secs_by_reason.items())},
-            "trimmed_at_cuts": _round(max(0.0, input_s - kept_s - rejected_s)),
+            "input": _round(t["input_s"]),
+            "kept": _round(t["kept_s"]),
+            "rejected": _round(t["rejected_s"]),
+            "rejected_by_reason": {k: _round(v) for k, v in sorted(t["secs_by_reason"].items())},
+            "trimmed_at_cuts": _round(t["trimmed_s"]),
         },
     }
 

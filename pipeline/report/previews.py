@@ -28,8 +28,13 @@ PREVIEWS = "previews"
 WIDTH, FPS, MAX_S = 192, 8, 4.0
 
 
+def previews_dir(out: Path) -> Path:
+    """OUT/work/previews/: the page links here and the review server serves it."""
+    return work_dir(out) / PREVIEWS
+
+
 def preview_path(out: Path, clip_id: str) -> Path:
-    return work_dir(out) / PREVIEWS / f"{clip_id}.webp"
+    return previews_dir(out) / f"{clip_id}.webp"
 
 
 @cache
@@ -111,7 +116,7 @@ def make_previews(out: Path, clips: list[Clip], workers: int | None = None) -> i
     todo = [job for job in (_job(out, c) for c in clips) if job]
     if not todo:
         return 0
-    preview_path(out, "x").parent.mkdir(parents=True, exist_ok=True)
+    previews_dir(out).mkdir(parents=True, exist_ok=True)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:  # ffmpeg does the work: threads suffice
         made = sum(pool.map(lambda job: _make_one(*job), todo))

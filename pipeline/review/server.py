@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pipeline.report.previews import previews_dir
 from pipeline.review.overrides import (
     Manifest,
     OverrideError,
@@ -74,7 +75,7 @@ class ReviewState:
         if any(p in ("", ".", "..") for p in parts) or ":" in parts[0]:
             return None
         path = (self.out / Path(*parts)).resolve()
-        previews = (work_dir(self.out) / "previews").resolve()
+        previews = previews_dir(self.out).resolve()
         if path.is_relative_to(previews) and path.is_file():
             return path
         # A clip's own files, only for clip ids the manifest names.
