@@ -1,10 +1,14 @@
-"""Curation speed and memory (issue: curation backbone).
+"""Curation speed and memory (issue: curation backbone; --gpu: curation at the speed limit).
 
     .venv/bin/python benchmarks/bench_curate.py [--repeats 3] [--minutes 3] [--long-minutes 30]
+    .venv/bin/python benchmarks/bench_curate.py --gpu [--minutes 2] [--json PATH]
 
 1. curate (360p output) vs the floor: one ffmpeg decode+scale+encode with the same settings.
 2. curate at source resolution vs `scenedetect -i IN detect-adaptive split-video`.
 3. peak RSS of curate on a short and a long input (the long one is the short one concatenated).
+--gpu instead: footage-hours per GPU-hour of split (TransNetV2), encode (NVENC, NVDEC) and CLIP
+on one GPU, against the CPU path on the same footage (`_curate_gpu.py`); without a GPU every
+row says "not measured" and why, and the script exits 0.
 Inputs are made with `clipmill synth` (1280x720, many cuts) under benchmarks/data/ (ignored by git).
 """
 
@@ -30,8 +34,11 @@ def make_input(minutes: float) -> Path:
     if path.exists():
         return path
     raw = DATA / f"raw_{minutes:g}"
+    # `-m pipeline.cli`, not the `clipmill` script: a GPU machine may run a plain python3.
     run_cmd = [
-        str(BIN / "clipmill"),
+        sys.executable,
+        "-m",
+        "pipeline.cli",
         "synth",
         "--output",
         str(raw),
@@ -69,13 +76,27 @@ def curate_cmd(src: Path, out: Path, *extra: str) -> list[str]:
     return [str(BIN / "clipmill"), "curate", str(src), "--output", str(out), "--quiet", *extra]
 
 
+def gpu_main(args: argparse.Namespace) -> None:
+    """The --gpu table: every row measured here, or "not measured" with its reason."""
+    from _curate_gpu import report, run_gpu_bench
+
+    device, rows = run_gpu_bench(lambda: make_input(args.minutes), DATA / "gpu_work", args.repeats)
+    print(f"median of {args.repeats}; footage {args.minutes:g} min of synthetic 720p")
+    print(report(device, machine(), rows, Path(args.json)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--minutes", type=float, default=3)
     ap.add_argument("--long-minutes", type=float, default=30)
+    ap.add_argument("--gpu", action="store_true", help="GPU vs CPU rates of the GPU-able stages")
+    ap.add_argument("--json", default=str(DATA / "bench_curate_gpu.json"), help="--gpu's JSON")
     args = ap.parse_args()
     DATA.mkdir(exist_ok=True)
+    if args.gpu:
+        gpu_main(args)
+        return
     src = make_input(args.minutes)
     out = DATA / "out"
     clean = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline.config.base import ConfigError, check, pack_time
+from pipeline.config.base import ConfigError, check, pack_time, runtime
 from pipeline.config.captions import CaptionConfig, check_caption_against_clip
 from pipeline.config.resources import StageResources
 from pipeline.config.scores import ClipConfig, DedupConfig, FiltersConfig, WeightsConfig
@@ -57,6 +57,14 @@ class ProbeConfig:
 
 
 Detector = Literal["content", "adaptive", "transnetv2", "fixed"]
+Hwaccel = Literal["none", "cuda"]
+Encoder = Literal["libx264", "h264_nvenc"]
+ENCODERS = ("libx264", "h264_nvenc")
+HWACCELS = ("none", "cuda")
+
+
+def _check_hwaccel(value: str, flag: str) -> None:
+    check(value in HWACCELS, flag, f"must be none|cuda, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,10 @@ class SplitConfig:
     """Analysis frames per second kept on disk for the filter stages (0: none)."""
     blank_luma: float = 16.0
     """Frames whose mean luma (0-255) is below this and nearly uniform count as blank."""
+    hwaccel: Hwaccel = runtime("none")
+    """cuda: the analysis decode runs on the GPU's NVDEC (`-hwaccel cuda`), probed at start.
+    How the stage runs, not what it finds (no re-do on resume): the frames differ only by
+    the deblocking filter, which NVDEC always applies and the CPU decode skips."""
     resources: StageResources = field(default_factory=StageResources)
 
     def __post_init__(self) -> None:
@@ -133,6 +145,7 @@ class SplitConfig:
             f"must be in (0, 255], got {self.flash_min_jump}",
         )
         check(0 <= self.sample_fps <= 60, "split.sample_fps", "must be in [0, 60]")
+        _check_hwaccel(self.hwaccel, "split.hwaccel")
         self.resources.check("split.resources")
 
 
@@ -142,10 +155,19 @@ class TranscodeConfig:
     """Output frame rate; None keeps the source's (average) rate."""
     short_side: int | None = 360
     """Output short side in pixels (never upscaled); None keeps the source size."""
+    encoder: Encoder = "libx264"
+    """libx264 (CPU) or h264_nvenc (the GPU's NVENC, probed at start). NVENC's bytes repeat
+    only on the same GPU model and driver; a change of encoder re-does the transcodes."""
     crf: int = 23
+    """Constant quality (lower is better): x264's CRF, or NVENC's `-cq` (1-51)."""
     preset: str = "veryfast"
+    """x264 preset name; h264_nvenc maps it onto p1 (fastest) .. p7 (`NVENC_PRESETS`)."""
     threads: int = 2
-    """x264 threads; fixed so the output bytes are reproducible."""
+    """x264 threads; fixed so the output bytes are reproducible. NVENC ignores it."""
+    hwaccel: Hwaccel = runtime("none")
+    """cuda: decode the source on the GPU's NVDEC (`-hwaccel cuda`), probed at start. The
+    scale and the encoder read the frames from system memory; H.264/HEVC/VP9 decoding is
+    bit-exact by their specs, so a well-formed source gives the same clips."""
     keep_audio: bool = False
     keyframe_interval_s: float | None = 1.0
     """Longest gap between keyframes in the clips; None = x264's default (250 frames).
@@ -169,7 +191,18 @@ class TranscodeConfig:
             "transcode.short_side",
             f"must be in [16, 4320], got {self.short_side}",
         )
+        check(
+            self.encoder in ENCODERS,
+            "transcode.encoder",
+            f"must be libx264|h264_nvenc, got {self.encoder!r}",
+        )
         check(0 <= self.crf <= 51, "transcode.crf", f"must be in [0, 51], got {self.crf}")
+        # NVENC reads cq 0 as "pick a quality yourself", not as lossless like x264's crf 0.
+        check(
+            self.encoder != "h264_nvenc" or self.crf >= 1,
+            "transcode.crf",
+            "must be in [1, 51] with --transcode.encoder h264_nvenc (its cq 0 means 'automatic')",
+        )
         presets = (
             "ultrafast",
             "superfast",
@@ -183,6 +216,7 @@ class TranscodeConfig:
         )
         check(self.preset in presets, "transcode.preset", f"must be one of {presets}")
         check(1 <= self.threads <= 64, "transcode.threads", "must be in [1, 64]")
+        _check_hwaccel(self.hwaccel, "transcode.hwaccel")
         self.resources.check("transcode.resources")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config.curate import SplitConfig
-from pipeline.ffmpeg import ffmpeg_exe
+from pipeline.ffmpeg import ffmpeg_exe, hwaccel_args
 from pipeline.stages.cut_edits import apply_cut_edits
 from pipeline.stages.damage import (
     Aligner,
@@ -41,22 +41,13 @@ from pipeline.stages.detectors import (
 )
 
 
-def decode_lowres(
-    path: str, width: int, height: int, errors: list[str]
-) -> Iterator[tuple[float, np.ndarray]]:
-    """(source timestamp in seconds, RGB uint8 frame at width×height), in display order.
+def lowres_decode_args(path: str, width: int, height: int, hwaccel: str = "none") -> list[str]:
+    """ffmpeg's arguments for the analysis decode (see `decode_lowres`).
 
-    ffmpeg decodes and scales in its own threads and streams raw frames in NUT; measured
-    2-3× faster than scaling each frame through PyAV. `-copyts` and the demuxer's time base
-    keep each frame's own timestamp (without them NUT re-times frames on the average rate,
-    so VFR times were off), which is how `damage.Aligner` puts it on its source frame.
-    The deblocking filter is skipped: at analysis size it is invisible and it costs ~20%
-    of an H.264 decode.
+    `hwaccel` "cuda" decodes on NVDEC; the frames come back to system memory for the
+    scale. The skipped deblocking filter then has no effect: NVDEC always applies it.
     """
-    import av
-
-    cmd = [
-        ffmpeg_exe(),
+    return [
         "-hide_banner",
         "-nostdin",
         "-loglevel",
@@ -64,6 +55,7 @@ def decode_lowres(
         "-copyts",
         "-skip_loop_filter",
         "all",
+        *hwaccel_args(hwaccel),
         "-i",
         path,
         "-map",
@@ -80,6 +72,23 @@ def decode_lowres(
         "nut",
         "pipe:1",
     ]
+
+
+def decode_lowres(
+    path: str, width: int, height: int, errors: list[str], hwaccel: str = "none"
+) -> Iterator[tuple[float, np.ndarray]]:
+    """(source timestamp in seconds, RGB uint8 frame at width×height), in display order.
+
+    ffmpeg decodes and scales in its own threads and streams raw frames in NUT; measured
+    2-3× faster than scaling each frame through PyAV. `-copyts` and the demuxer's time base
+    keep each frame's own timestamp (without them NUT re-times frames on the average rate,
+    so VFR times were off), which is how `damage.Aligner` puts it on its source frame.
+    The deblocking filter is skipped: at analysis size it is invisible and it costs ~20%
+    of an H.264 decode.
+    """
+    import av
+
+    cmd = [ffmpeg_exe(), *lowres_decode_args(path, width, height, hwaccel)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     tail: deque[str] = deque(maxlen=5)
     drain = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
@@ -209,7 +218,7 @@ class Splitter:
         aligner = Aligner(timeline) if timeline is not None else None
         times: list[float] = timeline.times() if timeline is not None else []
         blank: list[bool] = []
-        frames = decode_lowres(path, *size, errors)
+        frames = decode_lowres(path, *size, errors, self.cfg.hwaccel)
         for i, rgb in _on_slots(frames, aligner, times):
             blank.append(blank_frame(rgb, self.cfg.blank_luma))
             detection.push(i, rgb)

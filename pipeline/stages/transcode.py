@@ -11,6 +11,11 @@ encode). Segments between clips (trimmed margins, rejected rows) are deleted.
 Frame mapping of ffmpeg's `fps` filter (checked on a frame-numbered video):
 output frame k shows the last source frame whose time is < (k + 0.5) / fps.
 So a clip [t_s, t_e) maps to output frames [floor(t_s·fps − ½) + 1, floor(t_e·fps − ½) + 1).
+
+The encoder is libx264 (CPU) or h264_nvenc (GPU) and the decode optionally NVDEC
+(`--transcode.hwaccel cuda`); the filters between them run on the CPU either way.
+`check_codecs` tries a GPU codec once at start, so a machine without one fails in one
+line naming the flag instead of failing every video.
 """
 
 from __future__ import annotations
@@ -21,8 +26,23 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipeline.config.curate import TranscodeConfig
-from pipeline.ffmpeg import run_ffmpeg
+from pipeline.config.base import check
+from pipeline.config.curate import CurateConfig, TranscodeConfig
+from pipeline.ffmpeg import codec_problem, hwaccel_args, hwaccel_problem, run_ffmpeg
+
+# x264's preset names onto NVENC's p1 (fastest) .. p7 (best); each encoder's default
+# (x264 medium, NVENC p4) meets the other's.
+NVENC_PRESETS = {
+    "ultrafast": "p1",
+    "superfast": "p2",
+    "veryfast": "p3",
+    "faster": "p3",
+    "fast": "p4",
+    "medium": "p4",
+    "slow": "p5",
+    "slower": "p6",
+    "veryslow": "p7",
+}
 
 
 def output_frame(t: float, fps: float) -> int:
@@ -60,7 +80,7 @@ def ffmpeg_args(
     fps_filter = f"fps={fps!r}" + (":start_time=0" if copyts else "")
     vf = f"{zero}{fps_filter},scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p"
     keys = ",".join(f"{(k - 0.25) / fps:.6f}" for k in bounds)
-    args = [*copyts, "-i", src, "-map", "0:v:0"]
+    args = [*copyts, *hwaccel_args(cfg.hwaccel), "-i", src, "-map", "0:v:0"]
     args += ["-map", "0:a:0?", "-c:a", "aac"] if cfg.keep_audio else ["-an"]
     args += [
         "-sn",
@@ -71,17 +91,7 @@ def ffmpeg_args(
         "-1",
         "-vf",
         vf,
-        "-c:v",
-        "libx264",
-        "-preset",
-        cfg.preset,
-        "-crf",
-        str(cfg.crf),
-        "-threads",
-        str(cfg.threads),
-        "-pix_fmt",
-        "yuv420p",
-        *_keyint(fps, cfg.keyframe_interval_s),
+        *encoder_args(cfg, fps),
         "-flags",
         "+bitexact",
         "-fflags",
@@ -102,8 +112,89 @@ def ffmpeg_args(
     return [*args, pattern]
 
 
+def encoder_args(cfg: TranscodeConfig, fps: float) -> list[str]:
+    """The video encoder's options: `--transcode.encoder` with quality, speed and keyframes."""
+    if cfg.encoder == "h264_nvenc":
+        return nvenc_args(cfg, fps)
+    return [
+        "-c:v",
+        "libx264",
+        "-preset",
+        cfg.preset,
+        "-crf",
+        str(cfg.crf),
+        "-threads",
+        str(cfg.threads),
+        "-pix_fmt",
+        "yuv420p",
+        *_keyint(fps, cfg.keyframe_interval_s),
+    ]
+
+
+def nvenc_args(cfg: TranscodeConfig, fps: float) -> list[str]:
+    """NVENC options that stand in for x264's: the same quality knob, keyframes and format.
+
+    - `-rc vbr -cq CRF -b:v 0`: constant quality; without `-b:v 0` NVENC's 2 Mb/s default
+      target would cap the quality.
+    - `-forced-idr 1`: a forced keyframe (every clip boundary) is an IDR, as x264's are, so
+      every segment the muxer cuts there decodes on its own. NVENC's are plain I-frames otherwise.
+    - `-bf 3`: B-frames, as x264's presets use; an IDR closes its GOP, so none reaches
+      across a clip boundary.
+    - `-g`: the same keyframe interval (NVENC's default is 250 frames, as x264's).
+    `-threads` is left out: the GPU encodes, and NVENC takes no threads.
+    """
+    return [
+        "-c:v",
+        "h264_nvenc",
+        "-preset",
+        NVENC_PRESETS[cfg.preset],
+        "-tune",
+        "hq",
+        "-rc",
+        "vbr",
+        "-cq",
+        str(cfg.crf),
+        "-b:v",
+        "0",
+        "-bf",
+        "3",
+        "-forced-idr",
+        "1",
+        "-pix_fmt",
+        "yuv420p",
+        *_keyint(fps, cfg.keyframe_interval_s),
+    ]
+
+
 def _keyint(fps: float, seconds: float | None) -> list[str]:
     return [] if seconds is None else ["-g", str(max(1, round(fps * seconds)))]
+
+
+def check_codecs(cfg: CurateConfig) -> None:
+    """Raise ConfigError naming the flag when a GPU encoder or decoder asked for cannot run.
+
+    Once per run, before any work (each probe is cached in this process). The default
+    (libx264, no hwaccel) runs nothing. It probes the machine it runs on: on a cluster whose
+    head has no GPU, run `check_transcode_codecs` and `check_decode` where those stages run.
+    """
+    check_decode(cfg.split.hwaccel, "split.hwaccel")
+    check_transcode_codecs(cfg.transcode)
+
+
+def check_transcode_codecs(cfg: TranscodeConfig) -> None:
+    """`--transcode.encoder` and `--transcode.hwaccel` work here, or ConfigError."""
+    if cfg.encoder != "libx264":
+        # The run's own options, so an option this GPU or driver refuses fails here too.
+        problem = codec_problem(tuple(encoder_args(cfg, 25.0)))
+        check(problem is None, "transcode.encoder", f"{cfg.encoder} is not usable here: {problem}")
+    check_decode(cfg.hwaccel, "transcode.hwaccel")
+
+
+def check_decode(hwaccel: str, flag: str) -> None:
+    """`--{flag} {hwaccel}` decodes H.264 here, or ConfigError naming the flag."""
+    if hwaccel != "none":
+        problem = hwaccel_problem(hwaccel)
+        check(problem is None, flag, f"{hwaccel} is not usable here: {problem}")
 
 
 def plan_segments(clips: list[dict], fps: float) -> tuple[list[int], dict[int, dict]]:

@@ -35,6 +35,10 @@ def test_shipped_configs_parse_through_the_cli_parser(tmp_path):
         ({"split": {"flash_min_jump": 0}}, "--split.flash_min_jump"),
         ({"transcode": {"fps": 0.5}}, "--transcode.fps"),
         ({"transcode": {"preset": "warp"}}, "--transcode.preset"),
+        ({"transcode": {"encoder": "h264_qsv"}}, "--transcode.encoder"),
+        ({"transcode": {"encoder": "h264_nvenc", "crf": 0}}, "--transcode.crf"),
+        ({"transcode": {"hwaccel": "vaapi"}}, "--transcode.hwaccel"),
+        ({"split": {"hwaccel": "gpu"}}, "--split.hwaccel"),
         ({"split": {"resources": {"num_cpus": 0}}}, "--split.resources.num_cpus"),
         ({"nope": {}}, "nope"),
         ({"split": {"typo": 1}}, "--split.typo"),
@@ -43,3 +47,15 @@ def test_shipped_configs_parse_through_the_cli_parser(tmp_path):
 def test_bad_values_name_the_flag(values, flag):
     with pytest.raises(ConfigError, match=flag.replace(".", r"\.")):
         build_config(values)
+
+
+def test_encoder_re_does_transcodes_and_hwaccel_does_not():
+    """NVENC writes other bytes than x264; NVDEC decodes the same frames (how, not what)."""
+    from pipeline.staging import fingerprint
+
+    base = fingerprint(build_config({}))
+    assert fingerprint(build_config({"transcode": {"encoder": "h264_nvenc"}})) != base
+    gpu_decode = {"split": {"hwaccel": "cuda"}, "transcode": {"hwaccel": "cuda"}}
+    assert fingerprint(build_config(gpu_decode)) == base
+    # The default config's hash from before these fields existed: old outputs resume, not redo.
+    assert base == "d31ca18438718fc2"

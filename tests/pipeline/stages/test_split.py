@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.config.curate import SplitConfig
+from pipeline.stages import split
 from pipeline.stages.probe import probe_video
-from pipeline.stages.split import Splitter, plan_clips
+from pipeline.stages.split import Splitter, lowres_decode_args, plan_clips
 
 
 def _inside(clip: dict, shots: list[dict], tol: int = 2) -> bool:
@@ -137,3 +138,34 @@ def test_fixed_detector_ignores_content_and_windows_the_whole_video(synth_raw):
     # allows (its transition rows may cover a dissolve, but those are rejected).
     kept = [c for c in clips if not c["reject_reasons"]]
     assert any(_spans_a_cut(c, entry["cuts"]) for c in kept), (spans, entry["cuts"])
+
+
+# The analysis decode's arguments before `--split.hwaccel` existed: the default must not move.
+TODAY_DECODE = [
+    "-hide_banner", "-nostdin", "-loglevel", "error", "-copyts", "-skip_loop_filter", "all",
+    "-i", "in.mp4", "-map", "0:v:0", "-vf", "scale=96:54:flags=area,format=rgb24",
+    "-fps_mode", "passthrough", "-enc_time_base:v", "demux", "-c:v", "rawvideo",
+    "-f", "nut", "pipe:1",
+]  # fmt: skip
+
+
+def test_analysis_decode_is_unchanged_without_hwaccel_and_on_nvdec_with_cuda():
+    assert lowres_decode_args("in.mp4", 96, 54) == TODAY_DECODE
+    assert lowres_decode_args("in.mp4", 96, 54, "none") == TODAY_DECODE
+    gpu = lowres_decode_args("in.mp4", 96, 54, "cuda")
+    at = TODAY_DECODE.index("-i")  # an input option: before the input it applies to
+    assert gpu == [*TODAY_DECODE[:at], "-hwaccel", "cuda", *TODAY_DECODE[at:]]
+
+
+def test_splitter_decodes_with_the_configured_hwaccel(monkeypatch):
+    seen = []
+
+    def decode(path, width, height, errors, hwaccel="none"):
+        seen.append(hwaccel)
+        return iter(())
+
+    monkeypatch.setattr(split, "read_timeline", lambda path, fps: None)
+    monkeypatch.setattr(split, "decode_lowres", decode)
+    video = {"local_path": "in.mp4", "fps": 25.0, "width": 64, "height": 36}
+    out = Splitter(SplitConfig(hwaccel="cuda", detector="fixed"))(video)
+    assert seen == ["cuda"] and "no decodable frames" in out["error"]

@@ -8,8 +8,17 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.config.curate import TranscodeConfig
-from pipeline.stages.transcode import output_frame, output_size, transcode_video
+from pipeline.config.curate import ConfigError, CurateConfig, SplitConfig, TranscodeConfig
+from pipeline.ffmpeg import codec_problem, hwaccel_problem
+from pipeline.stages import transcode
+from pipeline.stages.transcode import (
+    check_codecs,
+    encoder_args,
+    ffmpeg_args,
+    output_frame,
+    output_size,
+    transcode_video,
+)
 
 BITS, W, H = 10, 320, 64
 
@@ -120,3 +129,87 @@ def test_keyframe_interval_bounds_the_seek_cost(numbered, tmp_path, interval):
         assert max(gaps) > 15
     else:  # a loader seeking anywhere decodes at most 15 frames to get there
         assert max(gaps) <= 15
+
+
+# ffmpeg_args of the default config as it was before the encoder became a choice: the
+# x264 path must not move by one argument (its bytes are what resumed runs hold).
+TODAY_X264 = [
+    "-i", "in.mp4", "-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1",
+    "-map_chapters", "-1", "-vf",
+    "setpts=PTS-STARTPTS,fps=30.0,scale=640:360:flags=bicubic,setsar=1,format=yuv420p",
+    "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-threads", "2",
+    "-pix_fmt", "yuv420p", "-g", "30", "-flags", "+bitexact", "-fflags", "+bitexact",
+    "-f", "segment", "-reset_timestamps", "1", "-segment_format", "mp4",
+    "-segment_format_options", "movflags=+faststart",
+    "-force_key_frames", "0.991667,1.991667", "-segment_frames", "30,60", "seg/%06d.mp4",
+]  # fmt: skip
+
+
+def _args(**cfg) -> list[str]:
+    return ffmpeg_args("in.mp4", "seg/%06d.mp4", [30, 60], 30.0, (640, 360), TranscodeConfig(**cfg))
+
+
+def test_default_arguments_are_unchanged():
+    assert _args() == TODAY_X264
+    assert _args(hwaccel="none", encoder="libx264") == TODAY_X264
+
+
+def test_nvenc_arguments_keep_quality_keyframes_and_format():
+    x264, nvenc = _args(crf=20), _args(crf=20, encoder="h264_nvenc")
+    codec = encoder_args(TranscodeConfig(crf=20, encoder="h264_nvenc"), 30.0)
+    assert codec == [
+        "-c:v", "h264_nvenc", "-preset", "p3", "-tune", "hq", "-rc", "vbr", "-cq", "20",
+        "-b:v", "0", "-bf", "3", "-forced-idr", "1", "-pix_fmt", "yuv420p", "-g", "30",
+    ]  # fmt: skip
+    # Only the encoder's own options differ: same filters, forced keyframes and segments.
+    at = x264.index("-c:v")
+    x264_codec = encoder_args(TranscodeConfig(crf=20), 30.0)
+    assert nvenc[:at] == x264[:at]
+    assert nvenc[at + len(codec) :] == x264[at + len(x264_codec) :]
+    assert "-threads" not in codec  # NVENC takes none
+    assert "-g" not in encoder_args(
+        TranscodeConfig(encoder="h264_nvenc", keyframe_interval_s=None), 30.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("x264", "nvenc"),
+    [("ultrafast", "p1"), ("veryfast", "p3"), ("medium", "p4"), ("veryslow", "p7")],
+)
+def test_nvenc_preset_follows_the_x264_name(x264, nvenc):
+    args = encoder_args(TranscodeConfig(encoder="h264_nvenc", preset=x264), 25.0)
+    assert args[args.index("-preset") + 1] == nvenc
+
+
+def test_nvdec_decodes_the_source_and_nothing_else_moves():
+    gpu = _args(hwaccel="cuda")
+    assert gpu[:3] == ["-hwaccel", "cuda", "-i"] and gpu[2:] == TODAY_X264
+
+
+def test_default_codecs_are_not_probed(monkeypatch):
+    def probe(*_):
+        raise AssertionError("libx264 without hwaccel must run no probe")
+
+    monkeypatch.setattr(transcode, "codec_problem", probe)
+    monkeypatch.setattr(transcode, "hwaccel_problem", probe)
+    check_codecs(CurateConfig())
+
+
+def test_unusable_nvenc_stops_the_run_naming_the_flag():
+    cfg = CurateConfig(transcode=TranscodeConfig(encoder="h264_nvenc"))
+    problem = codec_problem(tuple(encoder_args(cfg.transcode, 25.0)))
+    if problem is None:
+        pytest.skip("this machine's GPU has a working NVENC")
+    # ffmpeg took every option (a typo would fail here too): only the GPU is missing.
+    assert not problem.startswith(("Unrecognized option", "Undefined constant")), problem
+    with pytest.raises(ConfigError, match=r"^--transcode\.encoder h264_nvenc is not usable here: "):
+        check_codecs(cfg)
+
+
+@pytest.mark.parametrize("section", ["split", "transcode"])
+def test_unusable_nvdec_stops_the_run_naming_the_flag(section):
+    if hwaccel_problem("cuda") is None:
+        pytest.skip("this machine's GPU has a working NVDEC")
+    section_cfg = {"split": SplitConfig, "transcode": TranscodeConfig}[section](hwaccel="cuda")
+    with pytest.raises(ConfigError, match=rf"^--{section}\.hwaccel cuda is not usable here: \S"):
+        check_codecs(CurateConfig(**{section: section_cfg}))
