@@ -7,7 +7,6 @@ configuration error (the message names the flag), 1 no input video found.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 
@@ -52,6 +51,11 @@ def curate_parser():
         "--output", required=True, help="output folder (nothing is written outside)"
     )
     parser.add_argument("--quiet", action="store_true", help="no per-video progress lines")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's and other libraries' logs on the console too (else in OUT/work/curate.log)",
+    )
     for name, cls in SECTIONS.items():
         parser.add_class_arguments(cls, name)
     return parser
@@ -72,11 +76,15 @@ def curate_main(argv: list[str]) -> int:
         return _fail(prog, str(exc))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    from pipeline.driver import NoInputError, curate
+    from pathlib import Path
 
-    logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO, format="%(message)s")
+    from pipeline.console import curate_console
+    from pipeline.driver import NoInputError, curate
+    from schemas.layout import work_dir
+
     try:
-        summary = curate(list(ns.inputs), ns.output, cfg)
+        with curate_console(work_dir(Path(ns.output)), ns.verbose, ns.quiet) as progress:
+            summary = curate(list(ns.inputs), ns.output, cfg, progress=progress)
     except NoInputError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1

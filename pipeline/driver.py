@@ -15,13 +15,15 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pipeline.captions.stage import CaptionStage, VlmStage
-from pipeline.config.curate import CurateConfig
+from pipeline.config.curate import ConfigError, CurateConfig
 from pipeline.config.resources import StageResources
+from pipeline.console import Progress, stdin_from_devnull
 from pipeline.discover import expand_inputs
 from pipeline.pack.pack import invalidate, pack
 from pipeline.report.page import write_report_quietly
@@ -32,6 +34,7 @@ from pipeline.stages.phash import PerceptualHashStage
 from pipeline.stages.probe import mark_duplicates, probe_video
 from pipeline.stages.technical import TechnicalStage
 from pipeline.stages.text_overlay import TextStage
+from pipeline.stages.transcode import check_codecs, check_decode, check_transcode_codecs
 from pipeline.staging import (
     FinalizeStage,
     RescoreStage,
@@ -130,7 +133,8 @@ class RayRunner:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address is None:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count()
-            ray.init(address=address, **kwargs)
+            with stdin_from_devnull():  # Ray's processes must not hold the person's terminal
+                ray.init(address=address, **kwargs)
         self.cpus = int(ray.cluster_resources().get("CPU", 1))
 
     def _actor_args(self, stages: list[Stage]) -> list[dict[str, Any]]:
@@ -152,7 +156,8 @@ class RayRunner:
         if not rows:
             return []
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        out = ds.map(fn, **res.task_args()).take_all()
+        # A plain function runs as Ray tasks (Ray Data's default compute).
+        out = map_with_retries(ds, fn, res.task_retries(), **res.ray_args()).take_all()
         return sorted(out, key=lambda r: r["order"])
 
     def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
@@ -163,16 +168,63 @@ class RayRunner:
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         if self.fuse:
             stages = fuse_cpu_stages(stages)
-        for (cls, args, _), ray_args in zip(stages, self._actor_args(stages), strict=True):
+        for (cls, args, res), ray_args in zip(stages, self._actor_args(stages), strict=True):
             # Callable classes run as actor pools: a model (TransNetV2) loads once per actor.
-            ds = ds.map(cls, fn_constructor_args=args, **ray_args)
+            retries = res.actor_retries()
+            ds = map_with_retries(ds, cls, retries, fn_constructor_args=args, **ray_args)
         return ds.iter_rows()
+
+
+def map_with_retries(ds: Any, fn: Callable, retries: dict[str, int], **named: Any) -> Any:
+    """`ds.map(fn, **named)` with Ray's retry options, without the warning they raise.
+
+    Ray 2.60's `Dataset.map` names no retry parameter: max_retries, max_restarts and
+    max_task_retries only pass through `**ray_remote_args`, which warns "deprecated and will
+    be removed in Ray 2.64". Ray Data's own default retries for ever, so a video that kills
+    every worker it reaches (a poison file) would hang the run: the options stay, and only
+    that warning is silenced. Revisit on upgrading to Ray 2.64.
+    """
+    from ray.util.annotations import RayDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`ray_remote_args` is deprecated", category=RayDeprecationWarning
+        )
+        return ds.map(fn, **named, **retries)
 
 
 def make_runner(cfg: CurateConfig) -> LocalRunner | RayRunner:
     if cfg.ray.address == "none":
         return LocalRunner()
     return RayRunner(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.fuse)
+
+
+def check_codecs_where_they_run(runner: LocalRunner | RayRunner, cfg: CurateConfig) -> None:
+    """A GPU encoder or decoder that cannot run fails now, naming its flag, not per video.
+
+    Probed where its stage runs: in this process for in-process and local-Ray runs, and on
+    a cluster as a Ray task with the stage's own resources (the head often has no GPU).
+    The defaults (libx264, no hwaccel) probe nothing.
+    """
+    tc = cfg.transcode
+    if tc.encoder == "libx264" and "cuda" not in (tc.hwaccel, cfg.split.hwaccel):
+        return
+    if not isinstance(runner, RayRunner) or cfg.ray.address is None:
+        check_codecs(cfg)
+        return
+    import ray
+
+    probes = [
+        (check_decode, (cfg.split.hwaccel, "split.hwaccel"), cfg.split.resources),
+        (check_transcode_codecs, (tc,), tc.resources),
+    ]
+    for fn, args, res in probes:
+        try:
+            ray.get(ray.remote(fn).options(**res.ray_args()).remote(*args))
+        except ray.exceptions.RayTaskError as err:  # the ConfigError itself, not Ray's wrapper
+            if isinstance(err.cause, ConfigError):
+                raise err.cause from None
+            raise
 
 
 def _discover(inputs: list[str], out: Path) -> list[dict]:
@@ -223,10 +275,14 @@ def curate(
     inputs: list[str],
     output: str | Path,
     cfg: CurateConfig,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole curation; returns summary.json's content."""
-    say = progress or log.info
+    """Run the whole curation; returns summary.json's content.
+
+    `progress` sees every finished video: a `Progress` (the CLI's console), or a callable
+    given one plain line per message and video (default: the `clipmill` logger at INFO).
+    """
+    show = progress if isinstance(progress, Progress) else Progress.lines(progress or log.info)
     check_clip_config(cfg)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,6 +292,7 @@ def curate(
     rows = _discover(inputs, out)
     missing = [r for r in rows if r.get("missing")]
     runner = make_runner(cfg)
+    check_codecs_where_they_run(runner, cfg)
     # probe: 1:1, hash + container facts + first frame; cheap, so fractional CPUs.
     probed = runner.map([r for r in rows if not r.get("missing")], probe_video, cfg.probe.resources)
     videos = [v for v in probed if v["status"] != "ignored"]
@@ -253,7 +310,7 @@ def curate(
     for v in videos:
         if v["status"] == "ok" and edits.get(v["video_id"]):
             v["cut_edits"] = edits[v["video_id"]]
-    counts = _process(runner, videos, cfg, work, say)
+    counts = _process(runner, videos, cfg, work, show)
     fp = fingerprint(cfg)
     staged = {
         v["video_id"]: load_staged(work, v["video_id"], fp) for v in videos if v["status"] == "ok"
@@ -270,7 +327,7 @@ def _process(
     videos: list[dict[str, Any]],
     cfg: CurateConfig,
     work: Path,
-    say: Callable[[str], None],
+    show: Progress,
 ) -> dict[str, int]:
     """Stream every unfinished video through the stages, re-score stale finished ones."""
     fp, sfp = fingerprint(cfg), score_fingerprint(cfg)
@@ -281,20 +338,20 @@ def _process(
         rec = staged.get(v["video_id"]) if v["status"] == "ok" else None
         if rec is not None and rec.get("cut_edits") != v.get("cut_edits"):
             staged[v["video_id"]] = None
-    todo = [
-        {"video": json.dumps(v)}
-        for v in videos
-        if v["status"] == "ok" and not staged[v["video_id"]]
-    ]
-    rescore = [
-        {"video": json.dumps(prepare_rescore(rec, video_dir(work, vid), cfg))}
+    pending = [v for v in videos if v["status"] == "ok" and not staged[v["video_id"]]]
+    stale = {
+        vid: rec
         for vid, rec in staged.items()
         if rec is not None and rec.get("score_fingerprint") != sfp
+    }
+    rescore = [
+        {"video": json.dumps(prepare_rescore(rec, video_dir(work, vid), cfg))}
+        for vid, rec in stale.items()
     ]
-    say(
+    show.note(
         f"{len(videos)} videos ({sum(v['status'] == 'ok' for v in videos)} ok), "
-        f"{len(todo)} to process, {len(rescore)} to re-score, "
-        f"{len(staged) - len(todo)} already done"
+        f"{len(pending)} to process, "
+        f"{len(rescore)} to re-score, {len(staged) - len(pending)} already done"
     )
     stages = [
         # split: 1:1, one low-res decode per video; TransNetV2 (GPU-able) loads once per actor.
@@ -306,10 +363,19 @@ def _process(
         # finalize: 1:1, hashes + thumbnails of small clips; cheap; its rename marks done.
         (FinalizeStage, (fp, sfp, cfg.shards.thumbnails), StageResources(num_cpus=0.25)),
     ]
-    for done, row in enumerate(runner.stream(todo, stages), 1):
-        say(f"[{done}/{len(todo)}] {row['video_id']} {row['status']} {row['n_clips']} clips")
+    # The progress counts footage: the probed duration of each video, not its clips.
+    footage = {v["video_id"]: v.get("duration_s") or 0.0 for v in videos if v["status"] == "ok"}
+    show.start(len(pending), sum(footage[v["video_id"]] for v in pending))
+    for row in runner.stream([{"video": json.dumps(v)} for v in pending], stages):
+        show.video(
+            row["video_id"], row["status"], footage.get(row["video_id"], 0.0), row["n_clips"]
+        )
+    show.finish()
     # rescore: 1:1, text/CLIP settings changed on a finished video: only those stages re-run.
     again = [*mp4_scorers(cfg), (RescoreStage, (sfp,), StageResources(num_cpus=0.25))]
-    for done, row in enumerate(runner.stream(rescore, again), 1):
-        say(f"[{done}/{len(rescore)}] {row['video_id']} re-scored")
-    return {"processed": len(todo), "rescored": len(rescore)}
+    show.start(len(rescore), sum(footage[vid] for vid in stale), verb="re-scored")
+    for row in runner.stream(rescore, again):
+        vid = row["video_id"]
+        show.video(vid, row["status"], footage.get(vid, 0.0), len(stale[vid]["clips"]))
+    show.finish()
+    return {"processed": len(pending), "rescored": len(rescore)}

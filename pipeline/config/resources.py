@@ -3,8 +3,9 @@
 Every stage section (`split`, `transcode`, `filters.text`, `clip`, `caption.vlm`, …) has a
 `resources` field of this type, so `--clip.resources.num_gpus 0.25` or
 `--transcode.resources.custom '{"cpu_big": 1}'` places one stage without touching the others.
-`ray_args` turns it into the arguments of Ray Data's `Dataset.map` (actor pools for the
-callable-class stages, tasks for plain functions); `RayRunner` in `pipeline.driver` applies them.
+`ray_args`/`actor_args` turn it into the arguments of Ray Data's `Dataset.map` (actor pools
+for the callable-class stages, tasks for plain functions), `task_retries`/`actor_retries` into
+Ray's retry options; `RayRunner` in `pipeline.driver` applies them.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class StageResources:
         )
 
     def ray_args(self) -> dict[str, Any]:
-        """Resource arguments of `Dataset.map` (shared by task and actor stages)."""
+        """Named resource arguments of `Dataset.map` (shared by task and actor stages)."""
         args: dict[str, Any] = {"num_cpus": self.num_cpus}
         if self.num_gpus:
             args["num_gpus"] = self.num_gpus
@@ -121,26 +122,40 @@ class StageResources:
             args["memory"] = self.memory
         return args
 
-    def task_args(self) -> dict[str, Any]:
-        """`Dataset.map` arguments for a plain-function stage: tasks retried on worker death."""
-        return {**self.ray_args(), "max_retries": self.max_task_retries}
-
-    def actor_args(self, cluster_cpus: int, cpu_scale: float = 1.0) -> dict[str, Any]:
-        """`Dataset.map` arguments for a callable-class stage (an actor pool).
+    def pool_size(self, cluster_cpus: int) -> tuple[int, int]:
+        """[min, max] actors of this stage's pool; the pool starts at min.
 
         Unless bounds are given, a pool starts at one actor and grows (to N, or to the
         cluster's CPUs): a pool that starts wide can hold idle CPUs a pool upstream needs.
         """
         c = self.concurrency
         if isinstance(c, tuple):
-            size = c
-        else:
-            size = (1, c or max(1, int(cluster_cpus // max(self.num_cpus, 1e-3))))
+            return c
+        return (1, c or max(1, int(cluster_cpus // max(self.num_cpus, 1e-3))))
+
+    def actor_args(self, cluster_cpus: int, cpu_scale: float = 1.0) -> dict[str, Any]:
+        """Named `Dataset.map` arguments for a callable-class stage: an actor pool."""
+        from ray.data import ActorPoolStrategy  # only the Ray runner gets here
+
+        lo, hi = self.pool_size(cluster_cpus)
         return {
             **self.ray_args(),
             "num_cpus": self.num_cpus * cpu_scale,
-            "concurrency": size,
-            # A killed actor comes back (-1: always) and its in-flight videos run again.
-            "max_restarts": -1,
-            "max_task_retries": self.max_task_retries,
+            "compute": ActorPoolStrategy(min_size=lo, max_size=hi),
         }
+
+    def task_retries(self) -> dict[str, int]:
+        """Ray's retry options for a plain-function stage (tasks): re-run on worker death.
+
+        Ray Data has no named parameter for them; `RayRunner` passes them through the
+        deprecated `**ray_remote_args` (see `pipeline.driver.map_with_retries`).
+        """
+        return {"max_retries": self.max_task_retries}
+
+    def actor_retries(self) -> dict[str, int]:
+        """Ray's retry options for an actor-pool stage, passed like `task_retries`.
+
+        A killed actor comes back (-1: always) and its in-flight videos run again, at most
+        `max_task_retries` times: a video that kills every worker it reaches is given up.
+        """
+        return {"max_restarts": -1, "max_task_retries": self.max_task_retries}

@@ -1,9 +1,22 @@
-"""Stage fusion for Ray: consecutive CPU stages share one actor pool, GPU stages keep theirs."""
+"""Stage fusion for Ray: consecutive CPU stages share one actor pool, GPU stages keep theirs;
+the Ray Data arguments reach Ray without a deprecation warning."""
 
 from __future__ import annotations
 
+import warnings
+
+import pytest
+
+from pipeline.config.curate import ConfigError, build_config
 from pipeline.config.resources import StageResources
-from pipeline.driver import ChainStage, fuse_cpu_stages
+from pipeline.driver import (
+    ChainStage,
+    RayRunner,
+    check_codecs_where_they_run,
+    curate,
+    fuse_cpu_stages,
+    map_with_retries,
+)
 
 
 class Add:
@@ -33,3 +46,61 @@ def test_cpu_runs_fuse_and_gpu_stages_split_them():
 
 def test_a_single_stage_is_left_alone():
     assert fuse_cpu_stages([(Add, (1,), CPU)]) == [(Add, (1,), CPU)]
+
+
+def _same(row: dict) -> dict:
+    return row
+
+
+@pytest.mark.slow
+def test_retries_reach_ray_and_only_their_deprecation_warning_is_silenced(ray_local):
+    from ray.data import ActorPoolStrategy
+    from ray.util.annotations import RayDeprecationWarning
+
+    res = StageResources(num_cpus=0.5, concurrency=(1, 2), max_task_retries=3)
+    ds = ray_local.data.range(1)  # lazy: nothing below runs, the plan is only built
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        actors = map_with_retries(
+            ds, Add, res.actor_retries(), fn_constructor_args=(1,), **res.actor_args(2)
+        )
+        tasks = map_with_retries(ds, _same, res.task_retries(), **res.ray_args())
+    assert [str(w.message) for w in caught] == []
+    pool = actors._logical_plan.dag
+    assert pool.compute == ActorPoolStrategy(min_size=1, max_size=2)
+    assert pool.ray_remote_args == {"num_cpus": 0.5, "max_restarts": -1, "max_task_retries": 3}
+    assert tasks._logical_plan.dag.ray_remote_args == {"num_cpus": 0.5, "max_retries": 3}
+    # Ray does warn about the retry options; any other deprecation still reaches the caller.
+    with pytest.warns(RayDeprecationWarning, match="`ray_remote_args` is deprecated"):
+        ds.map(_same, max_retries=3)
+    with pytest.warns(RayDeprecationWarning, match="`ray_remote_args_fn` is deprecated"):
+        map_with_retries(ds, _same, {}, ray_remote_args_fn=dict)
+
+
+def _nvenc_missing() -> bool:
+    from pipeline.ffmpeg import codec_problem
+    from pipeline.stages.transcode import encoder_args
+
+    nvenc = build_config({"transcode": {"encoder": "h264_nvenc"}}).transcode
+    return codec_problem(tuple(encoder_args(nvenc, 25.0))) is not None
+
+
+def test_an_unusable_gpu_encoder_stops_the_run_before_any_video(tmp_path):
+    if not _nvenc_missing():
+        pytest.skip("this machine has a working NVENC")
+    cfg = build_config({"transcode": {"encoder": "h264_nvenc"}, "ray": {"address": "none"}})
+    video = tmp_path / "in.mp4"
+    video.write_bytes(b"never read: the check comes first")
+    with pytest.raises(ConfigError, match=r"^--transcode\.encoder h264_nvenc is not usable"):
+        curate([str(video)], tmp_path / "out", cfg)
+    assert not (tmp_path / "out" / "videos.parquet").exists()
+
+
+def test_on_a_cluster_the_codec_probe_runs_as_a_ray_task_and_names_the_flag(ray_local):
+    if not _nvenc_missing():
+        pytest.skip("this machine has a working NVENC")
+    # "auto" joins the running Ray, as on a cluster: the probe goes where transcode runs.
+    cfg = build_config({"transcode": {"encoder": "h264_nvenc"}, "ray": {"address": "auto"}})
+    with pytest.raises(ConfigError, match=r"^--transcode\.encoder h264_nvenc is not usable"):
+        check_codecs_where_they_run(RayRunner("auto", None), cfg)
+    check_codecs_where_they_run(RayRunner("auto", None), build_config({"ray": {"address": "auto"}}))

@@ -13,34 +13,37 @@ from pipeline.config.resources import StageResources
 from pipeline.driver import ChainStage, RayRunner, fuse_cpu_stages, mp4_scorers
 
 
-def test_gpu_fraction_custom_resource_bounds_and_retries_reach_the_actor_pool():
+def test_gpu_fraction_custom_resource_and_bounds_reach_the_actor_pool():
+    from ray.data import ActorPoolStrategy
+
     res = StageResources(
         num_cpus=2, num_gpus=0.25, concurrency=(2, 6), custom={"node2": 1}, memory=1 << 30
     )
-    args = res.actor_args(cluster_cpus=8)
-    assert args == {
+    # Named parameters only: `concurrency=` and extra kwargs are deprecated in Ray 2.60.
+    assert res.actor_args(cluster_cpus=8) == {
         "num_cpus": 2,
         "num_gpus": 0.25,
         "resources": {"node2": 1},
         "memory": 1 << 30,
-        "concurrency": (2, 6),
-        "max_restarts": -1,
-        "max_task_retries": 3,
+        "compute": ActorPoolStrategy(min_size=2, max_size=6),
     }
+    assert res.actor_retries() == {"max_restarts": -1, "max_task_retries": 3}
 
 
 def test_pool_size_defaults_grow_from_one_actor():
-    assert StageResources(num_cpus=2).actor_args(cluster_cpus=8)["concurrency"] == (1, 4)
-    assert StageResources(concurrency=3).actor_args(cluster_cpus=8)["concurrency"] == (1, 3)
+    assert StageResources(num_cpus=2).pool_size(cluster_cpus=8) == (1, 4)
+    assert StageResources(concurrency=3).pool_size(cluster_cpus=8) == (1, 3)
     # A small cluster scales the CPU request, not the pool bound.
     args = StageResources(num_cpus=1).actor_args(cluster_cpus=2, cpu_scale=0.25)
-    assert args["num_cpus"] == 0.25 and args["concurrency"] == (1, 2)
+    assert args["num_cpus"] == 0.25
+    assert (args["compute"].min_size, args["compute"].max_size) == (1, 2)
     assert "num_gpus" not in args and "resources" not in args
 
 
 def test_plain_function_stages_are_tasks_retried_on_worker_death():
-    args = StageResources(num_cpus=0.5, max_task_retries=5, custom={"io": 0.5}).task_args()
-    assert args == {"num_cpus": 0.5, "resources": {"io": 0.5}, "max_retries": 5}
+    res = StageResources(num_cpus=0.5, max_task_retries=5, custom={"io": 0.5})
+    assert res.ray_args() == {"num_cpus": 0.5, "resources": {"io": 0.5}}
+    assert res.task_retries() == {"max_retries": 5}
 
 
 def test_placed_stages_keep_their_own_pool():
