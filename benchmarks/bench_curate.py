@@ -72,6 +72,16 @@ def concat(src: Path, times: int) -> Path:
     return path
 
 
+def floor_cmd(src: Path, scale: bool = True, encode: bool = True) -> list[str]:
+    """The floor: `ffmpeg -threads 2 -i IN -vf scale=-2:360 -an -c:v libx264 -preset
+    veryfast -crf 23 -f null -`, as a user would run it; without `encode` (and `scale`),
+    the decode-only parts of it."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-threads", "2", "-i", str(src), "-an"]
+    cmd += ["-vf", "scale=-2:360"] if scale else []
+    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"] if encode else []
+    return [*cmd, "-f", "null", "-"]
+
+
 def curate_cmd(src: Path, out: Path, *extra: str) -> list[str]:
     return [str(BIN / "clipmill"), "curate", str(src), "--output", str(out), "--quiet", *extra]
 
@@ -102,26 +112,7 @@ def main() -> None:
     clean = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
     rows = []
 
-    floor = [
-        ffmpeg_exe(),
-        "-v",
-        "error",
-        "-y",
-        "-i",
-        str(src),
-        "-vf",
-        "scale=-2:360",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-crf",
-        "23",
-        "-f",
-        "null",
-        "-",
-    ]
-    t_floor, _ = median_run(floor, args.repeats)
+    t_floor, _ = median_run(floor_cmd(src), args.repeats)
     t_ray, rss_ray = median_run(curate_cmd(src, out), args.repeats, clean)
     t_local, _ = median_run(curate_cmd(src, out, "--ray.address", "none"), args.repeats, clean)
     rows += [

@@ -28,32 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import machine, median_run  # noqa: E402
-from bench_curate import BIN, DATA, make_input  # noqa: E402
+from bench_curate import BIN, DATA, floor_cmd, make_input  # noqa: E402
 
 from pipeline.config.curate import build_config  # noqa: E402
-from pipeline.driver import _discover, lowres_scorers, mp4_scorers  # noqa: E402
-from pipeline.ffmpeg import ffmpeg_exe  # noqa: E402
+from pipeline.driver import _discover, video_stages  # noqa: E402
 from pipeline.stages.probe import probe_video  # noqa: E402
 from pipeline.stages.split import analysis_size, decode_lowres  # noqa: E402
-from pipeline.staging import (  # noqa: E402
-    FinalizeStage,
-    SplitStage,
-    TranscodeStage,
-    fingerprint,
-    score_fingerprint,
-)
 from schemas.layout import work_dir  # noqa: E402
 
 
 def ffmpeg_rows(src: Path, repeats: int) -> list[tuple[str, float]]:
-    """Wall seconds of ffmpeg alone: decode, + scale, + x264 (2 threads, as the floor)."""
-    base = [ffmpeg_exe(), "-v", "error", "-y", "-threads", "2", "-i", str(src), "-an"]
-    scale = ["-vf", "scale=-2:360"]
-    x264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"]
+    """Wall seconds of ffmpeg alone: decode, + scale, + x264 (the floor's own command)."""
     cmds = {
-        "ffmpeg decode only": [*base, "-f", "null", "-"],
-        "ffmpeg decode + scale 360p": [*base, *scale, "-f", "null", "-"],
-        "ffmpeg decode + scale + x264 (the floor)": [*base, *scale, *x264, "-f", "null", "-"],
+        "ffmpeg decode only": floor_cmd(src, scale=False, encode=False),
+        "ffmpeg decode + scale 360p": floor_cmd(src, encode=False),
+        "ffmpeg decode + scale + x264 (the floor)": floor_cmd(src),
     }
     return [(name, median_run(cmd, repeats)[0]) for name, cmd in cmds.items()]
 
@@ -81,16 +70,8 @@ def stage_rows(src: Path, repeats: int) -> list[tuple[str, float]]:
             times.setdefault("stage probe", []).append(time.perf_counter() - t0)
             decode = analysis_decode(src, video, cfg.split.analysis_width)
             times.setdefault("analysis decode alone (inside split)", []).append(decode)
-            fp, sfp = fingerprint(cfg), score_fingerprint(cfg)
-            stages = [
-                (SplitStage, (cfg.split, str(work))),
-                (TranscodeStage, (cfg.transcode,)),
-                *((c, a) for c, a, _ in lowres_scorers(cfg)),
-                *((c, a) for c, a, _ in mp4_scorers(cfg)),
-                (FinalizeStage, (fp, sfp, cfg.shards.thumbnails)),
-            ]
             item = {"video": json.dumps(video)}
-            for cls, args in stages:
+            for cls, args, _ in video_stages(cfg, work):
                 stage = cls(*args)  # built outside the clock: a Ray actor builds it once
                 t0 = time.perf_counter()
                 item = stage(item)

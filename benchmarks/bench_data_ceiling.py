@@ -18,29 +18,24 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.synthetic.checker import check_video  # noqa: E402
 from pipeline.synthetic.evaluate import ATTRIBUTES, parse_prompt  # noqa: E402
 from train.data.module import VideoDataModule  # noqa: E402
+from train.module import to_uint8  # noqa: E402
 
 
-def to_frames(video: np.ndarray) -> np.ndarray:
-    """A collated sample `[C, T, H, W]` in [-1, 1] -> RGB uint8 `[T, H, W, 3]`."""
-    frames = (np.clip(video, -1, 1) + 1) * 127.5
-    return np.rint(frames).astype(np.uint8).transpose(1, 2, 3, 0)
-
-
-def score_videos(videos: np.ndarray, captions: list[str]) -> dict[str, float]:
+def score_videos(videos: torch.Tensor, captions: list[str]) -> dict[str, float]:
     """Hit counts of collated videos `[B, C, T, H, W]` in [-1, 1] against their captions."""
     hits = dict.fromkeys([*ATTRIBUTES, "all_three", "persistence", "n"], 0.0)
-    for video, caption in zip(videos, captions, strict=True):
+    for frames, caption in zip(to_uint8(videos).numpy(), captions, strict=True):
         want = parse_prompt(caption)
         if want is None:  # a caption outside the world's vocabulary: nothing to check
             continue
-        got = check_video(to_frames(video))
+        got = check_video(frames)
         right = [got[a] == w for a, w in zip(ATTRIBUTES, want, strict=True)]
         for attribute, ok in zip(ATTRIBUTES, right, strict=True):
             hits[attribute] += ok
@@ -59,7 +54,7 @@ def score_samples(dm: VideoDataModule, n: int) -> dict[str, float]:
     """Percent of `n` training samples whose pixels show what their caption names."""
     total: dict[str, float] = {}
     for batch in dm.train_dataloader():
-        hits = score_videos(batch["video"].numpy(), batch["caption"])
+        hits = score_videos(batch["video"], batch["caption"])
         total = {k: total.get(k, 0.0) + v for k, v in hits.items()}
         if total["n"] >= n:
             break

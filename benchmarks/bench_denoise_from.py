@@ -27,15 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data_ceiling import add_data_args, percent, score_videos, training_data  # noqa: E402
 
 from pipeline.synthetic.evaluate import ATTRIBUTES  # noqa: E402
-from train.flow import guided, sample, shift_time  # noqa: E402
+from train.flow import guided, sample  # noqa: E402
 from train.module import VideoDiffusion  # noqa: E402
 
 COLUMNS = (*ATTRIBUTES, "all_three", "persistence")
 
 
-def times_from(t0: float, steps: int, shift: float) -> torch.Tensor:
-    """The sampler's shifted schedule of `steps` steps from 1, cut to start at t0."""
-    full = shift_time(torch.linspace(1.0, 0.0, steps + 1), shift)
+def times_from(full: torch.Tensor, t0: float) -> torch.Tensor:
+    """The sampler's schedule `full` (from 1 to 0), cut to start at t0."""
     return torch.cat([torch.tensor([t0]), full[full < t0 - 1e-6]])
 
 
@@ -50,8 +49,8 @@ def denoise_from(
     velocity = guided(model.ema.shadow, cond, uncond, cfg)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
     x_t = model.flow.interpolate(x0, noise, torch.full((len(captions),), t0))
-    shift = model.flow.shift_for(model.dit.num_tokens(x0.shape))
-    return sample(velocity, x_t, times_from(t0, steps, shift)).clamp(-1, 1)
+    full = model.flow.timesteps(steps, model.dit.num_tokens(x0.shape))
+    return sample(velocity, x_t, times_from(full, t0)).clamp(-1, 1)
 
 
 def main() -> int:
@@ -68,12 +67,12 @@ def main() -> int:
     batch = next(iter(training_data(args, batch_size=args.samples).train_dataloader()))
     x0, captions = batch["video"], batch["caption"]
     print("| t0 | CFG | " + " | ".join(COLUMNS) + " |\n|---|---|" + "---|" * len(COLUMNS))
-    data = percent(score_videos(x0.numpy(), captions))
+    data = percent(score_videos(x0, captions))
     print("| data | - | " + " | ".join(f"{data[c]:.0f}%" for c in COLUMNS) + " |")
     for t0 in args.t0:
         for cfg in args.cfg:
             out = denoise_from(model, x0, captions, t0, cfg, args.steps)
-            row = percent(score_videos(out.numpy(), captions))
+            row = percent(score_videos(out, captions))
             cells = " | ".join(f"{row[c]:.0f}%" for c in COLUMNS)
             print(f"| {t0:g} | {cfg:g} | {cells} |", flush=True)
     return 0

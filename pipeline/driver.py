@@ -34,7 +34,7 @@ from pipeline.stages.phash import PerceptualHashStage
 from pipeline.stages.probe import mark_duplicates, probe_video
 from pipeline.stages.technical import TechnicalStage
 from pipeline.stages.text_overlay import TextStage
-from pipeline.stages.transcode import check_codecs, check_decode, check_transcode_codecs
+from pipeline.stages.transcode import check_codecs, codec_checks
 from pipeline.staging import (
     FinalizeStage,
     RescoreStage,
@@ -204,27 +204,23 @@ def check_codecs_where_they_run(runner: LocalRunner | RayRunner, cfg: CurateConf
 
     Probed where its stage runs: in this process for in-process and local-Ray runs, and on
     a cluster as a Ray task with the stage's own resources (the head often has no GPU).
-    The defaults (libx264, no hwaccel) probe nothing.
     """
-    tc = cfg.transcode
-    if tc.encoder == "libx264" and "cuda" not in (tc.hwaccel, cfg.split.hwaccel):
-        return
     if not isinstance(runner, RayRunner) or cfg.ray.address is None:
         check_codecs(cfg)
         return
     import ray
 
-    probes = [
-        (check_decode, (cfg.split.hwaccel, "split.hwaccel"), cfg.split.resources),
-        (check_transcode_codecs, (tc,), tc.resources),
-    ]
-    for fn, args, res in probes:
+    for probe, res in codec_checks(cfg):
         try:
-            ray.get(ray.remote(fn).options(**res.ray_args()).remote(*args))
+            ray.get(ray.remote(_call).options(**res.ray_args()).remote(probe))
         except ray.exceptions.RayTaskError as err:  # the ConfigError itself, not Ray's wrapper
             if isinstance(err.cause, ConfigError):
                 raise err.cause from None
             raise
+
+
+def _call(fn: Callable[[], None]) -> None:
+    fn()
 
 
 def _discover(inputs: list[str], out: Path) -> list[dict]:
@@ -269,6 +265,24 @@ def mp4_scorers(cfg: CurateConfig) -> list[Stage]:
     # caption: 1:1, sidecars + ranking (+ CLIP text tower); after CLIP, whose embeddings it reads.
     stages.append((CaptionStage, (cfg.caption, cfg.clip), cfg.caption.resources))
     return stages
+
+
+def video_stages(cfg: CurateConfig, work: Path) -> list[Stage]:
+    """The stages one unfinished video goes through, in order, split to finalize."""
+    return [
+        # split: 1:1, one low-res decode per video; TransNetV2 (GPU-able) loads once per actor.
+        (SplitStage, (cfg.split, str(work)), cfg.split.resources),
+        # transcode: 1:N clips, one ffmpeg pass per video (x264 threads).
+        (TranscodeStage, (cfg.transcode,), cfg.transcode.resources),
+        *lowres_scorers(cfg),
+        *mp4_scorers(cfg),
+        # finalize: 1:1, hashes + thumbnails of small clips; cheap; its rename marks done.
+        (
+            FinalizeStage,
+            (fingerprint(cfg), score_fingerprint(cfg), cfg.shards.thumbnails),
+            StageResources(num_cpus=0.25),
+        ),
+    ]
 
 
 def curate(
@@ -353,16 +367,7 @@ def _process(
         f"{len(pending)} to process, "
         f"{len(rescore)} to re-score, {len(staged) - len(pending)} already done"
     )
-    stages = [
-        # split: 1:1, one low-res decode per video; TransNetV2 (GPU-able) loads once per actor.
-        (SplitStage, (cfg.split, str(work)), cfg.split.resources),
-        # transcode: 1:N clips, one ffmpeg pass per video (x264 threads).
-        (TranscodeStage, (cfg.transcode,), cfg.transcode.resources),
-        *lowres_scorers(cfg),
-        *mp4_scorers(cfg),
-        # finalize: 1:1, hashes + thumbnails of small clips; cheap; its rename marks done.
-        (FinalizeStage, (fp, sfp, cfg.shards.thumbnails), StageResources(num_cpus=0.25)),
-    ]
+    stages = video_stages(cfg, work)
     # The progress counts footage: the probed duration of each video, not its clips.
     footage = {v["video_id"]: v.get("duration_s") or 0.0 for v in videos if v["status"] == "ok"}
     show.start(len(pending), sum(footage[v["video_id"]] for v in pending))

@@ -49,9 +49,6 @@ def _hash(parts: dict[str, Any]) -> str:
 def fingerprint(cfg: CurateConfig) -> str:
     """Hash of the settings that change a staged video's clips or low-res scores."""
     parts = {name: scoring_params(getattr(cfg, name)) for name in ("split", "transcode")}
-    if parts["transcode"].get("encoder") == "libx264":
-        # The field came after outputs existed; at its default those keep their hash (no redo).
-        del parts["transcode"]["encoder"]
     for name in ("motion", "blank", "blur"):
         parts[name] = scoring_params(getattr(cfg.filters, name))
     parts["dedup"] = scoring_params(cfg.dedup)

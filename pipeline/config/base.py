@@ -28,6 +28,12 @@ def pack_time(default: Any) -> Any:
     return field(default=default, metadata={"pack_time": True})
 
 
+def added(default: Any) -> Any:
+    """A field that shapes the output but came after outputs existed. At its default it is
+    left out of the staging fingerprints, so those outputs keep their hash and resume."""
+    return field(default=default, metadata={"added": True})
+
+
 def runtime(default: Any) -> Any:
     """A field that changes how a stage runs (device, batch), not what it computes."""
     return field(default=default, metadata={"runtime": True})

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline.config.base import ConfigError, check, pack_time, runtime
+from pipeline.config.base import ConfigError, added, check, pack_time, runtime
 from pipeline.config.captions import CaptionConfig, check_caption_against_clip
 from pipeline.config.resources import StageResources
 from pipeline.config.scores import ClipConfig, DedupConfig, FiltersConfig, WeightsConfig
@@ -155,7 +155,7 @@ class TranscodeConfig:
     """Output frame rate; None keeps the source's (average) rate."""
     short_side: int | None = 360
     """Output short side in pixels (never upscaled); None keeps the source size."""
-    encoder: Encoder = "libx264"
+    encoder: Encoder = added("libx264")
     """libx264 (CPU) or h264_nvenc (the GPU's NVENC, probed at start). NVENC's bytes repeat
     only on the same GPU model and driver; a change of encoder re-does the transcodes."""
     crf: int = 23

@@ -245,11 +245,14 @@ def is_free(f: dataclasses.Field) -> bool:
 
 
 def scoring_params(section: Any) -> dict[str, Any]:
-    """The fields of a section that shape its scores (not pack-time, runtime or resources)."""
+    """The fields of a section that shape its scores (not pack-time, runtime or resources;
+    an `added` field only when it is not at its default)."""
     out = {}
     for f in dataclasses.fields(section):
         if is_free(f):
             continue
         value = getattr(section, f.name)
+        if f.metadata.get("added") and value == f.default:
+            continue  # as before the field existed: no re-run of existing outputs
         out[f.name] = scoring_params(value) if dataclasses.is_dataclass(value) else value
     return out

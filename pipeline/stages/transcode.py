@@ -23,11 +23,13 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pipeline.config.base import check
-from pipeline.config.curate import CurateConfig, TranscodeConfig
+from pipeline.config.curate import CurateConfig, StageResources, TranscodeConfig
 from pipeline.ffmpeg import codec_problem, hwaccel_args, hwaccel_problem, run_ffmpeg
 
 # x264's preset names onto NVENC's p1 (fastest) .. p7 (best); each encoder's default
@@ -170,15 +172,24 @@ def _keyint(fps: float, seconds: float | None) -> list[str]:
     return [] if seconds is None else ["-g", str(max(1, round(fps * seconds)))]
 
 
-def check_codecs(cfg: CurateConfig) -> None:
-    """Raise ConfigError naming the flag when a GPU encoder or decoder asked for cannot run.
+def codec_checks(cfg: CurateConfig) -> list[tuple[Callable[[], None], StageResources]]:
+    """The start-time probes `cfg` asks for, each with the resources of the stage it serves
+    (so a cluster can run it where that stage runs). The defaults (libx264, no hwaccel) need
+    none. Each raises ConfigError naming its flag."""
+    checks: list[tuple[Callable[[], None], StageResources]] = []
+    split, tc = cfg.split, cfg.transcode
+    if split.hwaccel != "none":
+        checks.append((partial(check_decode, split.hwaccel, "split.hwaccel"), split.resources))
+    if tc.encoder != "libx264" or tc.hwaccel != "none":
+        checks.append((partial(check_transcode_codecs, tc), tc.resources))
+    return checks
 
-    Once per run, before any work (each probe is cached in this process). The default
-    (libx264, no hwaccel) runs nothing. It probes the machine it runs on: on a cluster whose
-    head has no GPU, run `check_transcode_codecs` and `check_decode` where those stages run.
-    """
-    check_decode(cfg.split.hwaccel, "split.hwaccel")
-    check_transcode_codecs(cfg.transcode)
+
+def check_codecs(cfg: CurateConfig) -> None:
+    """Raise ConfigError naming the flag when a GPU encoder or decoder asked for cannot run
+    on this machine. Once per run, before any work (each probe is cached in this process)."""
+    for probe, _ in codec_checks(cfg):
+        probe()
 
 
 def check_transcode_codecs(cfg: TranscodeConfig) -> None:
