@@ -19,11 +19,9 @@ prompts), `--text-states F` there; a caption missing from F stops the run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import multiprocessing
 import sys
-import tarfile
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -32,27 +30,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import machine  # noqa: E402
-from bench_recipe import COLUMNS, parse_variant  # noqa: E402
+from bench_recipe import COLUMNS, parse_variant, variant_row  # noqa: E402
 
-from pipeline.demo.presets import PRESETS  # noqa: E402
+from train.data.augment import caption_choices, parse_record  # noqa: E402
+from train.data.shards import expand_shards, iter_tar_samples  # noqa: E402
 
 
 def captions(demo: Path) -> list[str]:
-    """Every caption training or sampling can ask the encoder for: the shards' captions
-    (primary and alternatives), the eval prompts, and "" (caption dropout, CFG's null)."""
+    """Every caption training or sampling can ask the encoder for: each shard sample's
+    choices as the trainer reads them, the eval prompts, and "" (caption dropout, CFG's null)."""
     found = {""}
-    for shard in sorted((demo / "curated" / "shards").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                f = tar.extractfile(member) if member.isfile() else None
-                if f is None:
-                    continue
-                if member.name.endswith(".txt"):
-                    found.add(f.read().decode("utf-8").strip())
-                elif member.name.endswith(".json"):
-                    meta = json.loads(f.read())
-                    found.add(meta.get("caption") or "")
-                    found.update(c.get("text", "") for c in meta.get("captions") or [])
+    for url in expand_shards(str(demo / "curated" / "shards")):
+        for raw in iter_tar_samples(url):
+            primary = raw["txt"].decode("utf-8", "replace") if "txt" in raw else None
+            found.update(caption_choices(parse_record(raw), primary))
     prompts = (demo / "eval_prompts.txt").read_text(encoding="utf-8").splitlines()
     found.update(p.strip() for p in prompts)
     return sorted(found)
@@ -106,10 +97,7 @@ def one_run(name: str, demo: Path, preset_name: str, text: str, steps: int, stat
 
     if states is not None:
         use_text_states(states)
-    _, flags, fields = parse_variant(text)
-    preset = dataclasses.replace(PRESETS[preset_name], **{**fields, "steps": steps})
-    preset = dataclasses.replace(preset, train=(*preset.train, *flags))
-    shards = ["--data.shards", str(demo / "curated" / "shards" / "*.tar")]
+    _, preset, shards = variant_row(demo, preset_name, text, steps)
     return train_and_sample(name, shards, demo, preset)
 
 

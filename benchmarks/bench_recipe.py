@@ -52,6 +52,16 @@ def parse_variant(text: str) -> tuple[str, list[str], dict]:
     return name, args, fields
 
 
+def variant_row(demo: Path, preset_name: str, text: str, steps: int | None = None):
+    """(name, preset, data args) of a variant on a demo folder's curated shards: the preset
+    with the variant's train flags and fields; `@steps`, else `steps`, else the preset's."""
+    name, flags, fields = parse_variant(text)
+    preset = PRESETS[preset_name]
+    fields["steps"] = fields.get("steps") or steps or preset.steps
+    preset = dataclasses.replace(preset, train=(*preset.train, *flags), **fields)
+    return name, preset, ["--data.shards", str(demo / "curated" / "shards" / "*.tar")]
+
+
 def _number(value: str) -> float | int | str:
     for kind in (int, float):
         try:
@@ -72,15 +82,13 @@ def main() -> int:
     print("| variant | flags | " + " | ".join(COLUMNS) + " | train s |")
     print("|---|---|" + "---|" * (len(COLUMNS) + 1))
     for text in args.variant:
-        name, flags, fields = parse_variant(text)
-        preset = PRESETS[args.preset]
-        fields.setdefault("steps", args.steps or preset.steps)
-        preset = dataclasses.replace(preset, train=(*preset.train, *flags), **fields)
-        shards = ["--data.shards", str(args.demo / "curated" / "shards" / "*.tar")]
+        name, preset, shards = variant_row(args.demo, args.preset, text, args.steps)
         report = train_and_sample(f"recipe_{name}", shards, args.demo, preset)
         (args.demo / f"recipe_{name}.json").write_text(json.dumps(report, indent=1) + "\n")
         seen = report["groups"]["seen"]
         cells = " | ".join(f"{100 * seen[c]:.0f}%" for c in COLUMNS)
+        _, flags, fields = parse_variant(text)
+        fields = {**fields, "steps": preset.steps}
         spec = " ".join(flags + [f"@{k}={v}" for k, v in fields.items()])
         print(f"| {name} | `{spec}` | {cells} | {report['seconds']['train']:.0f} |", flush=True)
     return 0
