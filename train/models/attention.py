@@ -85,16 +85,36 @@ def _unfold(x: Tensor, axis: Axis, grid_shape: tuple[int, ...]) -> Tensor:
     return x.reshape(folded).permute(inverse)
 
 
+def locality_slopes(heads: int, locality: float) -> Tensor:
+    """Per-head distance penalties: locality, locality/2, ... and 0 for the last head, which
+    stays global (one head is enough to carry the clip-wide context)."""
+    slopes = [locality * 2.0**-i for i in range(heads - 1)] + [0.0]
+    return torch.tensor(slopes if locality > 0 else [0.0] * heads)
+
+
+def distance_bias(grid: Grid, axis: Axis, slopes: Tensor) -> Tensor:
+    """Additive attention bias `[1, heads, L, L]`: −slope × the Euclidean distance, in
+    tokens, between two positions of the folded sequence (ALiBi on the video grid)."""
+    sizes = {"space": grid[1:], "time": grid[:1], "all": grid}[axis]
+    axes = [torch.arange(n, dtype=torch.float32, device=slopes.device) for n in sizes]
+    pos = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(sizes))
+    return -slopes[None, :, None, None] * torch.cdist(pos, pos)[None, None]
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention along one axis of the grid, with QK-norm.
 
     QK-norm (RMSNorm on each head's q and k) keeps attention logits bounded, which
     lets the small models here train at a high learning rate without spikes.
+    `locality` > 0 adds a distance penalty to the logits of all heads but one, so
+    a fresh model already pools evidence from its neighbours (see `distance_bias`).
     """
 
-    def __init__(self, width: int, heads: int, axis: Axis) -> None:
+    def __init__(self, width: int, heads: int, axis: Axis, locality: float = 0.0) -> None:
         super().__init__()
         self.heads, self.axis = heads, axis
+        self.register_buffer("slopes", locality_slopes(heads, locality), persistent=False)
+        self.local = locality > 0
         self.qkv = nn.Linear(width, 3 * width)
         self.q_norm = nn.RMSNorm(width // heads, eps=1e-6)
         self.k_norm = nn.RMSNorm(width // heads, eps=1e-6)
@@ -106,7 +126,11 @@ class SelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         shape = q.shape
-        out = F.scaled_dot_product_attention(*(_fold(a, self.axis) for a in (q, k, v)))
+        bias = None
+        if self.local:
+            bias = distance_bias(tuple(shape[1:4]), self.axis, self.slopes).to(q.dtype)
+        folded = (_fold(a, self.axis) for a in (q, k, v))
+        out = F.scaled_dot_product_attention(*folded, attn_mask=bias)
         return self.proj(_unfold(out, self.axis, shape).flatten(-2))
 
 

@@ -78,9 +78,16 @@ class DiTBlock(nn.Module):
     starts at zero instead so the block still starts as the identity.
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, axes: tuple[Axis, ...]) -> None:
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        mlp_ratio: float,
+        axes: tuple[Axis, ...],
+        locality: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.attn = nn.ModuleList(SelfAttention(width, heads, a) for a in axes)
+        self.attn = nn.ModuleList(SelfAttention(width, heads, a, locality) for a in axes)
         self.norms = nn.ModuleList(nn.LayerNorm(width, 1e-6, False) for _ in axes)
         self.cross_norm = nn.LayerNorm(width, 1e-6)
         self.cross = CrossAttention(width, heads)
@@ -120,8 +127,14 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     attention: Literal["factorized", "full"] = "factorized"
     """factorized: space then time attention in each block; full: one 3D attention"""
-    pos_embed: Literal["rope", "learned"] = "rope"
+    pos_embed: Literal["rope", "learned", "rope+sincos"] = "rope"
+    """rope: relative positions in attention only; learned: absolute tables instead of RoPE;
+    rope+sincos: RoPE plus fixed sin-cos absolute positions added to the tokens"""
     rope_theta: float = 100.0
+    locality: float = 0.0
+    """distance penalty per token on the self-attention logits of all heads but one
+    (halving from head to head); 0 = off"""
+    """RoPE's (and the sin-cos table's) frequency base, small for small grids"""
     max_grid: tuple[int, int, int] = (16, 32, 32)
     """learned pos_embed: table sizes in patches (t, h, w); larger grids interpolate"""
     text_dim: int | None = None
@@ -137,8 +150,10 @@ class DiTConfig:
         object.__setattr__(self, "max_grid", tuple(self.max_grid))
         if self.width % self.heads:
             raise ValueError(f"--model.dit.width {self.width} is not a multiple of heads")
-        if self.pos_embed == "rope" and self.width // self.heads < 6:
+        if self.pos_embed.startswith("rope") and self.width // self.heads < 6:
             raise ValueError("--model.dit.pos_embed rope needs width // heads >= 6")
+        if self.locality < 0:
+            raise ValueError(f"--model.dit.locality must be >= 0, got {self.locality}")
         for name in ("patch_t", "patch_s", "width", "depth", "heads", "in_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--model.dit.{name} must be >= 1")
@@ -184,6 +199,41 @@ class LearnedPos(nn.Module):
         return out
 
 
+class SinCosPos(nn.Module):
+    """Fixed absolute (t, h, w) positions: sin-cos features of each axis in its share of width.
+
+    RoPE alone is relative: a token can tell where another is, not where it is. At high
+    noise the input carries no layout, so "a square at the left in the first frame, at the
+    right in the last" must come from absolute positions; learning them from the grid's
+    edges through attention is slow (`benchmarks/bench_layout.py`). No parameters, so any
+    grid size works and checkpoints are unchanged.
+    """
+
+    def __init__(self, width: int, theta: float) -> None:
+        super().__init__()
+        dt = width // 4 // 2 * 2
+        dh = (width - dt) // 2 // 2 * 2
+        self.dims = (dt, dh, width - dt - dh)
+        self.theta = theta
+
+    def _axis(self, n: int, dim: int, device: torch.device) -> Tensor:
+        half = dim // 2
+        steps = torch.arange(half, device=device, dtype=torch.float32)
+        freqs = self.theta ** (-steps / max(1, half))
+        a = torch.outer(torch.arange(n, device=device, dtype=torch.float32), freqs)
+        out = torch.cat([a.sin(), a.cos()], dim=-1)
+        return F.pad(out, (0, dim - out.shape[-1]))  # an odd share gets a zero column
+
+    def forward(self, grid: Grid, device: torch.device) -> Tensor:
+        """`[T', H', W', width]`."""
+        parts = []
+        for axis, (n, dim) in enumerate(zip(grid, self.dims, strict=True)):
+            shape = [1, 1, 1, dim]
+            shape[axis] = n
+            parts.append(self._axis(n, dim, device).view(shape).expand(*grid, dim))
+        return torch.cat(parts, dim=-1)
+
+
 class DiT(nn.Module):
     """`forward(x, t, text_states, text_mask, micro) -> velocity`, same shape as x."""
 
@@ -195,7 +245,9 @@ class DiT(nn.Module):
         w, patch = cfg.width, (cfg.patch_t, cfg.patch_s, cfg.patch_s)
         self.patch_embed = nn.Conv3d(cfg.in_channels, w, kernel_size=patch, stride=patch)
         self.pos = LearnedPos(w, cfg.max_grid) if cfg.pos_embed == "learned" else None
-        self.rope = Rope3D(w // cfg.heads, cfg.rope_theta) if cfg.pos_embed == "rope" else None
+        rope = cfg.pos_embed.startswith("rope")
+        self.rope = Rope3D(w // cfg.heads, cfg.rope_theta) if rope else None
+        self.sincos = SinCosPos(w, cfg.rope_theta) if cfg.pos_embed == "rope+sincos" else None
         self.t_embed = TimestepEmbedder(w)
         self.micro = nn.ModuleDict({n: MicroEmbedder(w) for n in cfg.micro_conditions})
         # Text tokens are projected to the model width; a learned null token is
@@ -206,7 +258,7 @@ class DiT(nn.Module):
         self.pooled_mlp = _mlp(w, w)
         axes: tuple[Axis, ...] = ("space", "time") if cfg.attention == "factorized" else ("all",)
         self.blocks = nn.ModuleList(
-            DiTBlock(w, cfg.heads, cfg.mlp_ratio, axes) for _ in range(cfg.depth)
+            DiTBlock(w, cfg.heads, cfg.mlp_ratio, axes, cfg.locality) for _ in range(cfg.depth)
         )
         self.final_norm = nn.LayerNorm(w, 1e-6, False)
         self.final_ada = nn.Linear(w, 2 * w)
@@ -282,6 +334,8 @@ class DiT(nn.Module):
         tokens = tokens.permute(0, 2, 3, 4, 1)  # [B, T', H', W', D]
         if self.pos is not None:
             tokens = tokens + self.pos(grid)
+        if self.sincos is not None:
+            tokens = tokens + self.sincos(grid, tokens.device).to(tokens.dtype)
         rope = self.rope(grid) if self.rope is not None else None
         ctx, ctx_mask, pooled = self.embed_text(text_states, text_mask)
         c = F.silu(self.condition(t, pooled, micro))

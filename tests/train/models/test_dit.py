@@ -40,7 +40,8 @@ def inputs(shape, seed=0, length=5):
 
 
 @pytest.mark.parametrize(
-    "attention, pos_embed", [("factorized", "rope"), ("factorized", "learned"), ("full", "rope")]
+    "attention, pos_embed",
+    [("factorized", "rope"), ("factorized", "learned"), ("full", "rope"), ("full", "rope+sincos")],
 )
 @pytest.mark.parametrize(
     "shape", [(1, 3, 8, 32, 32), (1, 3, 5, 20, 36), (2, 3, 1, 8, 8), (1, 3, 16, 16, 24)]
@@ -75,6 +76,36 @@ def test_learned_positions_interpolate_past_their_table():
     # Within the tables, the rows themselves.
     small = model.pos((2, 3, 5)).detach()
     torch.testing.assert_close(small, t[:, None, None] + h[None, :, None] + w[None, None, :5])
+
+
+def test_sincos_positions_tell_every_token_apart_and_add_no_parameters():
+    plain, absolute = DiT(tiny(pos_embed="rope")), DiT(tiny(pos_embed="rope+sincos"))
+    assert plain.state_dict().keys() == absolute.state_dict().keys()  # checkpoints unchanged
+    table = absolute.sincos((3, 5, 7), torch.device("cpu"))
+    assert table.shape == (3, 5, 7, 32)
+    rows = table.reshape(-1, 32)
+    assert torch.cdist(rows, rows).add(torch.eye(len(rows)) * 1e3).min() > 0.1
+    # Each axis owns its share of the width: moving along w changes only w's columns.
+    dt, dh, _ = absolute.sincos.dims
+    torch.testing.assert_close(table[:, :, 0, : dt + dh], table[:, :, 6, : dt + dh])
+    assert not torch.allclose(table[:, :, 0, dt + dh :], table[:, :, 6, dt + dh :])
+    # A larger grid extends the same table (sampling at another size sees the same origin).
+    torch.testing.assert_close(absolute.sincos((4, 6, 9), torch.device("cpu"))[:3, :5, :7], table)
+
+
+def test_sincos_positions_break_translation_symmetry():
+    """With RoPE alone, a token cannot tell where it is; with absolute positions it can:
+    an input that is the same everywhere gives the same output everywhere only without them."""
+    shape = (1, 3, 4, 16, 16)
+    x, t, states, mask, micro = inputs(shape)
+    flat = torch.ones(shape) * 0.3
+    for pos_embed, uniform in (("rope", True), ("rope+sincos", False)):
+        torch.manual_seed(0)
+        model = randomize(DiT(tiny(pos_embed=pos_embed, attention="full", patch_s=4)))
+        out = model(flat, t, states, mask, micro)
+        patches = out.unfold(3, 4, 4).unfold(4, 4, 4)  # [B, C, T, 4, 4, ps, ps]
+        same = torch.allclose(patches, patches[:, :, :, :1, :1].expand_as(patches), atol=1e-5)
+        assert same == uniform, pos_embed
 
 
 def test_fresh_model_outputs_zero_adaln_zero():
