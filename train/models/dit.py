@@ -131,10 +131,10 @@ class DiTConfig:
     """rope: relative positions in attention only; learned: absolute tables instead of RoPE;
     rope+sincos: RoPE plus fixed sin-cos absolute positions added to the tokens"""
     rope_theta: float = 100.0
+    """RoPE's (and the sin-cos table's) frequency base, small for small grids"""
     locality: float = 0.0
     """distance penalty per token on the self-attention logits of all heads but one
     (halving from head to head); 0 = off"""
-    """RoPE's (and the sin-cos table's) frequency base, small for small grids"""
     max_grid: tuple[int, int, int] = (16, 32, 32)
     """learned pos_embed: table sizes in patches (t, h, w); larger grids interpolate"""
     text_dim: int | None = None

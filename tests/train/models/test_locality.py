@@ -1,4 +1,4 @@
-"""Absolute positions and the locality bias: what a fresh model can tell about where it is."""
+"""The locality bias: per-head slopes, the distance bias on each attention axis, its effect."""
 
 from __future__ import annotations
 
