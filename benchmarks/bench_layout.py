@@ -9,6 +9,11 @@ Then it samples every condition from fresh noise and asks:
   no-layout reference: a model that only learned the average frame scores about that);
 - whether `clipmill evaluate`'s checker reads the clip's colour, shape and direction in it.
 
+With `--conditions` fewer than the clips, each condition stands for several clips (other
+backgrounds and paths), as a caption stands for many shots: the model must then draw *a*
+layout that fits, chosen by the noise, which is the demo's task; the MSE is to the nearest
+clip of the sample's condition.
+
 A model that cannot memorise 8 clips in a few hundred steps cannot learn the world from
 thousands of them in `make demo`'s budget: this isolates the architecture and objective from
 the data and the text encoder. Variants run side by side in one script (paired: same clips,
@@ -45,15 +50,17 @@ COMBOS = [  # every colour, shape and direction, none twice in a row
 ]
 
 
-def truth_clips(k: int, size: int, frames: int, seed: int) -> np.ndarray:
-    """`[K, T, H, W, 3]` uint8 clips drawn by the synth renderer, one per combination."""
+def truth_clips(
+    combos: list[tuple[str, str, str]], size: int, frames: int, seed: int
+) -> np.ndarray:
+    """`[K, T, H, W, 3]` uint8 clips drawn by the synth renderer, one per entry of `combos`
+    (a repeated combination gets another background and path)."""
     from pipeline.synthetic.evaluate import PROMPT
     from pipeline.synthetic.world import ShotRenderer, ShotSpec
 
     rng = np.random.default_rng(seed)
     clips = []
-    for i in range(k):  # past 8, the combinations repeat with other backgrounds and paths
-        colour, shape, direction = COMBOS[i % len(COMBOS)]
+    for colour, shape, direction in combos:
         prompt = PROMPT.format(colour=colour, shape=shape, direction=direction)
         hue, seed_ = float(rng.random()), int(rng.integers(2**62))
         spec = ShotSpec(colour, shape, direction, prompt, hue, seed_)
@@ -91,7 +98,10 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace) 
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    clips = truth_clips(args.clips, args.size, args.frames, args.seed)
+    n_cond = args.conditions or args.clips
+    cond = torch.arange(args.clips) % n_cond  # clip i is trained under condition cond[i]
+    combos = [COMBOS[c % len(COMBOS)] for c in range(n_cond)]
+    clips = truth_clips([combos[c] for c in cond.tolist()], args.size, args.frames, args.seed)
     x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # [K, C, T, H, W]
     k = x.shape[0]
     cfg = dit_config(overrides)
@@ -99,8 +109,8 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace) 
     model = DiT(DiTConfig(**{**cfg["dit"], "text_dim": text_dim, "micro_conditions": ()}))
     flow = RectifiedFlow(FlowConfig(**cfg["flow"]))
     gen = torch.Generator().manual_seed(args.seed)
-    states = torch.randn(k, 4, text_dim, generator=gen)
-    mask = torch.ones(k, 4, dtype=torch.bool)
+    states = torch.randn(n_cond, 4, text_dim, generator=gen)
+    mask = torch.ones(n_cond, 4, dtype=torch.bool)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     tokens = model.num_tokens(x.shape)
     start, losses = time.perf_counter(), []
@@ -108,7 +118,7 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace) 
         idx = torch.randint(0, k, (args.batch,), generator=gen)
         x0, noise = x[idx], torch.randn(args.batch, *x.shape[1:], generator=gen)
         t = flow.sample_t(args.batch, tokens, gen)
-        pred = model(flow.interpolate(x0, noise, t), t, states[idx], mask[idx])
+        pred = model(flow.interpolate(x0, noise, t), t, states[cond[idx]], mask[cond[idx]])
         loss, _ = flow.loss(pred, x0, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -117,16 +127,21 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace) 
         losses.append(loss.item())
     train_s = time.perf_counter() - start
     model.eval()
+    # Each condition is sampled as often as it has clips (other seeds): K samples in all.
+    which = torch.arange(k) % n_cond
     out = sample(
-        lambda z, t: model(z, t, states, mask),
+        lambda z, t: model(z, t, states[which], mask[which]),
         initial_noise(tuple(x.shape), args.seed),
         flow.timesteps(args.sample_steps, tokens),
     ).clamp(-1, 1)
-    mse = (out - x).pow(2).flatten(1).mean(1)
+    # Distance to the nearest clip of the sample's own condition (its only clip by default).
+    dist = (out[:, None] - x[None]).pow(2).flatten(2).mean(2)  # [samples, clips]
+    dist[which[:, None] != cond[None, :]] = float("inf")
+    mse = dist.min(1).values
     frames = ((out.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
     hits = {key: 0 for key in ("colour", "shape", "direction", "all three")}
     for i, video in enumerate(frames):
-        colour, shape, direction = COMBOS[i % len(COMBOS)]
+        colour, shape, direction = combos[int(which[i])]
         got = check_video(video)
         ok = [got["colour"] == colour, got["shape"] == shape, got["direction"] == direction]
         for key, good in zip(("colour", "shape", "direction"), ok, strict=True):
@@ -148,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", required=True, help="'name=--model.dit.f=v ...'")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--clips", type=int, default=8, help="clips to memorise (> 8 repeats combos)")
+    p.add_argument(
+        "--conditions",
+        type=int,
+        default=0,
+        help="distinct text conditions, shared round-robin by the clips (0: one per clip); "
+        "fewer than clips makes each condition stand for several layouts, as a caption does",
+    )
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--batch", type=int, default=16)
