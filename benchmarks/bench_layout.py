@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
 COMBOS = [  # every colour, shape and direction, none twice in a row
     ("red", "square", "right"),
     ("blue", "circle", "down"),
@@ -71,7 +70,9 @@ def truth_clips(
 
 def dit_config(overrides: dict[str, Any]) -> dict[str, Any]:
     """tiny.yaml's `model.dit` and `model.flow`, with `--model.dit.x=v` style overrides."""
-    cfg = yaml.safe_load((ROOT / "configs/train/tiny.yaml").read_text())["model"]
+    from pipeline.demo.presets import TINY
+
+    cfg = yaml.safe_load(TINY.read_text())["model"]
     model = {"dit": dict(cfg["dit"]), "flow": dict(cfg["flow"])}
     for key, value in overrides.items():
         section, field = key.removeprefix("--model.").split(".", 1)

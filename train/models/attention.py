@@ -11,6 +11,7 @@ the time part of the rotation cancels in their dot products.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -19,6 +20,12 @@ from torch import Tensor, nn
 
 Axis = Literal["space", "time", "all"]
 Grid = tuple[int, int, int]
+
+
+def frequency_ladder(n: int, theta: float) -> Tensor:
+    """`theta ** (-i / n)` for i < n: the geometric frequencies of RoPE and of the DiT's
+    sin-cos positions (computed in float64, returned as float32)."""
+    return (theta ** (-torch.arange(n, dtype=torch.float64) / max(1, n))).float()
 
 
 class Rope3D(nn.Module):
@@ -37,8 +44,7 @@ class Rope3D(nn.Module):
         ph = pw = pairs // 3
         self.splits = (pairs - ph - pw, ph, pw)
         for name, n in zip("thw", self.splits, strict=True):
-            freqs = theta ** (-torch.arange(n, dtype=torch.float64) / n)
-            self.register_buffer(f"freqs_{name}", freqs.float(), persistent=False)
+            self.register_buffer(f"freqs_{name}", frequency_ladder(n, theta), persistent=False)
 
     def forward(self, grid: Grid) -> tuple[Tensor, Tensor]:
         """cos and sin, each `[T, H, W, 1, head_dim]` (the 1 broadcasts over heads)."""
@@ -92,13 +98,20 @@ def locality_slopes(heads: int, locality: float) -> Tensor:
     return torch.tensor(slopes if locality > 0 else [0.0] * heads)
 
 
+@functools.lru_cache(maxsize=32)
+def _grid_distance(sizes: tuple[int, ...], device: torch.device) -> Tensor:
+    """`[L, L]` Euclidean distances, in tokens, between the positions of a grid of `sizes`.
+    Cached: every layer of every step asks for the same few grids."""
+    axes = [torch.arange(n, dtype=torch.float32, device=device) for n in sizes]
+    pos = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(sizes))
+    return torch.cdist(pos, pos)
+
+
 def distance_bias(grid: Grid, axis: Axis, slopes: Tensor) -> Tensor:
     """Additive attention bias `[1, heads, L, L]`: −slope × the Euclidean distance, in
     tokens, between two positions of the folded sequence (ALiBi on the video grid)."""
     sizes = {"space": grid[1:], "time": grid[:1], "all": grid}[axis]
-    axes = [torch.arange(n, dtype=torch.float32, device=slopes.device) for n in sizes]
-    pos = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(sizes))
-    return -slopes[None, :, None, None] * torch.cdist(pos, pos)[None, None]
+    return -slopes[None, :, None, None] * _grid_distance(tuple(sizes), slopes.device)[None, None]
 
 
 class SelfAttention(nn.Module):

@@ -21,7 +21,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from train.models.attention import MLP, Axis, CrossAttention, Grid, Rope3D, SelfAttention
+from train.models.attention import (
+    MLP,
+    Axis,
+    CrossAttention,
+    Grid,
+    Rope3D,
+    SelfAttention,
+    frequency_ladder,
+)
 
 
 def sinusoidal(x: Tensor, freqs: Tensor) -> Tensor:
@@ -217,9 +225,7 @@ class SinCosPos(nn.Module):
         self.theta = theta
 
     def _axis(self, n: int, dim: int, device: torch.device) -> Tensor:
-        half = dim // 2
-        steps = torch.arange(half, device=device, dtype=torch.float32)
-        freqs = self.theta ** (-steps / max(1, half))
+        freqs = frequency_ladder(dim // 2, self.theta).to(device)
         a = torch.outer(torch.arange(n, device=device, dtype=torch.float32), freqs)
         out = torch.cat([a.sin(), a.cos()], dim=-1)
         return F.pad(out, (0, dim - out.shape[-1]))  # an odd share gets a zero column
