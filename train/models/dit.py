@@ -7,7 +7,8 @@ size works. Each block attends over space then time (`factorized`) or over the
 whole clip (`full`), then to the text tokens, then runs an MLP. Timestep,
 pooled text and micro-conditions (fps, motion, quality scores) form one vector
 that modulates every block through adaLN-Zero, so a fresh model is the identity
-and training starts smooth.
+and training starts smooth. With `coarse_blocks`, the middle blocks run on 2×2-merged
+tokens (an hourglass, as in HDiT) and the fine tokens skip past them.
 """
 
 from __future__ import annotations
@@ -152,6 +153,10 @@ class DiTConfig:
     """probability of dropping each micro-condition to its null while training (one
     number for all, or per name; names left out of a dict are never dropped)"""
     grad_checkpointing: bool = False
+    coarse_blocks: int = 0
+    """middle blocks that run on 2x2-merged tokens (an hourglass): a quarter of the tokens,
+    each covering 4x the frame, so the layout is settled where a token sees more of it, at a
+    fraction of the cost; the fine tokens skip past them. 0 = every block at full resolution"""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "micro_conditions", tuple(self.micro_conditions))
@@ -162,6 +167,11 @@ class DiTConfig:
             raise ValueError("--model.dit.pos_embed rope needs width // heads >= 6")
         if self.locality < 0:
             raise ValueError(f"--model.dit.locality must be >= 0, got {self.locality}")
+        if not 0 <= self.coarse_blocks <= self.depth:
+            raise ValueError(
+                f"--model.dit.coarse_blocks must be in [0, depth={self.depth}], "
+                f"got {self.coarse_blocks}"
+            )
         for name in ("patch_t", "patch_s", "width", "depth", "heads", "in_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--model.dit.{name} must be >= 1")
@@ -240,6 +250,36 @@ class SinCosPos(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+class TokenMerge(nn.Module):
+    """2×2 neighbouring tokens of a frame ↔ one coarse token, for the hourglass's middle.
+
+    `down` pads an odd grid with zero tokens; `up` adds the coarse result back onto the
+    fine tokens (a skip connection) and crops the padding. `up` starts at zero, so a fresh
+    hourglass is the identity like every other block.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(4 * width, width)
+        self.up = nn.Linear(width, 4 * width)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def merge(self, x: Tensor) -> Tensor:
+        """`[B, T, H, W, D]` → `[B, T, ⌈H/2⌉, ⌈W/2⌉, D]`."""
+        b, t, h, w, d = x.shape
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = x.view(b, t, (h + 1) // 2, 2, (w + 1) // 2, 2, d).permute(0, 1, 2, 4, 3, 5, 6)
+        return self.down(x.reshape(*x.shape[:4], 4 * d))
+
+    def unmerge(self, coarse: Tensor, fine: Tensor) -> Tensor:
+        """`fine` plus the coarse tokens spread back over their 2×2 fine positions."""
+        b, t, h, w, d = fine.shape
+        up = self.up(coarse).view(*coarse.shape[:4], 2, 2, d).permute(0, 1, 2, 4, 3, 5, 6)
+        up = up.reshape(b, t, 2 * coarse.shape[2], 2 * coarse.shape[3], d)
+        return fine + up[:, :, :h, :w]
+
+
 class DiT(nn.Module):
     """`forward(x, t, text_states, text_mask, micro) -> velocity`, same shape as x."""
 
@@ -269,6 +309,7 @@ class DiT(nn.Module):
         self.final_norm = nn.LayerNorm(w, 1e-6, False)
         self.final_ada = nn.Linear(w, 2 * w)
         self.final = nn.Linear(w, cfg.patch_volume * cfg.in_channels)
+        self.hourglass = TokenMerge(w) if cfg.coarse_blocks else None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -289,6 +330,8 @@ class DiT(nn.Module):
         for layer in (self.final_ada, self.final):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if self.hourglass is not None:  # the generic Linear init above undid TokenMerge's
+            nn.init.zeros_(self.hourglass.up.weight)
 
     def num_tokens(self, shape: tuple[int, ...] | torch.Size) -> int:
         """Tokens the model sees for a video of `shape` `[B, C, T, H, W]`."""
@@ -342,17 +385,35 @@ class DiT(nn.Module):
             tokens = tokens + self.pos(grid)
         if self.sincos is not None:
             tokens = tokens + self.sincos(grid, tokens.device).to(tokens.dtype)
-        rope = self.rope(grid) if self.rope is not None else None
         ctx, ctx_mask, pooled = self.embed_text(text_states, text_mask)
         c = F.silu(self.condition(t, pooled, micro))
-        for block in self.blocks:
+        tokens = self._run_blocks(tokens, c, ctx, ctx_mask)
+        shift, scale = self.final_ada(c)[:, None, None, None].chunk(2, dim=-1)
+        out = self.final(modulate(self.final_norm(tokens), shift, scale))
+        return self._unpatchify(out, grid)[:, :, :frames, :height, :width]
+
+    def _run_blocks(self, tokens: Tensor, c: Tensor, ctx: Tensor, ctx_mask: Tensor) -> Tensor:
+        """The blocks in order; the middle `coarse_blocks` of them on merged tokens."""
+        cfg = self.cfg
+        first = (cfg.depth - cfg.coarse_blocks) // 2
+        last = first + cfg.coarse_blocks
+        fine, ropes = tokens, {}
+        for i, block in enumerate(self.blocks):
+            if self.hourglass is not None and i == first:
+                fine, tokens = tokens, self.hourglass.merge(tokens)
+            if self.hourglass is not None and i == last:
+                tokens = self.hourglass.unmerge(tokens, fine)
+            grid = tuple(tokens.shape[1:4])
+            if self.rope is not None and grid not in ropes:
+                ropes[grid] = self.rope(grid)
+            rope = ropes.get(grid)
             if cfg.grad_checkpointing and self.training:
                 tokens = checkpoint(block, tokens, c, ctx, ctx_mask, rope, use_reentrant=False)
             else:
                 tokens = block(tokens, c, ctx, ctx_mask, rope)
-        shift, scale = self.final_ada(c)[:, None, None, None].chunk(2, dim=-1)
-        out = self.final(modulate(self.final_norm(tokens), shift, scale))
-        return self._unpatchify(out, grid)[:, :, :frames, :height, :width]
+        if self.hourglass is not None and last == cfg.depth:
+            tokens = self.hourglass.unmerge(tokens, fine)
+        return tokens
 
     def _unpatchify(self, out: Tensor, grid: Grid) -> Tensor:
         """`[B, T', H', W', pt*ps*ps*C]` → `[B, C, T'*pt, H'*ps, W'*ps]`."""

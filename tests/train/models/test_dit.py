@@ -1,4 +1,5 @@
-"""The denoiser: shapes for any frame count/size, conditioning paths, init, config checks."""
+"""The denoiser: shapes for any frame count/size, conditioning paths, init, config checks,
+the hourglass."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from train.models.attention import Rope3D, apply_rope
-from train.models.dit import DiT, DiTConfig
+from train.models.dit import DiT, DiTConfig, TokenMerge
 
 TEXT_DIM = 16
 
@@ -200,3 +201,65 @@ def test_rope_is_relative():
 def test_bad_config_names_the_flag(kw, flag):
     with pytest.raises(ValueError, match=f"--model.dit.{flag}"):
         tiny(**kw)
+
+
+# The hourglass (`coarse_blocks`): merged middle blocks, any grid, identity at start.
+
+
+@pytest.mark.parametrize("depth, coarse", [(3, 1), (2, 2), (4, 2)])
+@pytest.mark.parametrize("shape", [(1, 3, 8, 32, 32), (1, 3, 5, 20, 36), (2, 3, 1, 4, 4)])
+def test_output_shape_matches_input_for_odd_and_even_grids(depth, coarse, shape):
+    model = randomize(DiT(tiny(depth=depth, coarse_blocks=coarse, pos_embed="rope+sincos")))
+    out = model(*inputs(shape))
+    assert out.shape == shape
+    assert torch.isfinite(out).all()
+
+
+def test_middle_blocks_see_a_quarter_of_the_tokens():
+    model = DiT(tiny(depth=4, coarse_blocks=2))
+    seen = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[1:4])))
+    model(*inputs((1, 3, 8, 40, 24)))  # 4 x 10 x 6 tokens
+    assert seen == [(4, 10, 6), (4, 5, 3), (4, 5, 3), (4, 10, 6)]
+
+
+def test_fresh_hourglass_is_the_identity_so_training_starts_smooth():
+    merge = TokenMerge(8)
+    fine = torch.randn(2, 3, 5, 7, 8)
+    assert torch.equal(merge.unmerge(merge.merge(fine), fine), fine)
+    assert torch.equal(
+        DiT(tiny(coarse_blocks=1))(*inputs((1, 3, 4, 16, 16))), torch.zeros(1, 3, 4, 16, 16)
+    )
+
+
+def test_a_coarse_token_merges_exactly_its_2x2_neighbourhood():
+    merge = randomize(TokenMerge(8))
+    fine = torch.randn(1, 2, 6, 6, 8)
+    poked = fine.clone()
+    poked[0, 1, 2, 3] += 1.0  # fine row 2, column 3 -> coarse row 1, column 1
+    changed = (merge.merge(poked) - merge.merge(fine)).abs().sum(-1) > 0
+    assert changed.nonzero().tolist() == [[0, 1, 1, 1]]
+
+
+def test_the_coarse_path_is_trained():
+    model = randomize(DiT(tiny(depth=3, coarse_blocks=1)))
+    model(*inputs((1, 3, 4, 16, 16))).square().mean().backward()
+    assert model.hourglass.down.weight.grad.abs().sum() > 0
+    assert model.hourglass.up.weight.grad.abs().sum() > 0
+
+
+def test_grad_checkpointing_gives_the_same_gradients_with_the_hourglass():
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = randomize(DiT(tiny(depth=3, coarse_blocks=1, grad_checkpointing=flag)))
+        model(*inputs((1, 3, 4, 16, 16))).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("coarse", [-1, 3])
+def test_coarse_blocks_outside_the_depth_names_the_flag(coarse):
+    with pytest.raises(ValueError, match="--model.dit.coarse_blocks"):
+        tiny(depth=2, coarse_blocks=coarse)
