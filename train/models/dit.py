@@ -29,8 +29,8 @@ from train.models.attention import (
     Grid,
     Rope3D,
     SelfAttention,
-    frequency_ladder,
 )
+from train.models.positions import LearnedPos, SinCosPos
 
 
 def sinusoidal(x: Tensor, freqs: Tensor) -> Tensor:
@@ -157,10 +157,18 @@ class DiTConfig:
     """middle blocks that run on 2x2-merged tokens (an hourglass): a quarter of the tokens,
     each covering 4x the frame, so the layout is settled where a token sees more of it, at a
     fraction of the cost; the fine tokens skip past them. 0 = every block at full resolution"""
+    coarse_merge: tuple[int, int, int] = (1, 2, 2)
+    """fine tokens per coarse token along (t, h, w)"""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "micro_conditions", tuple(self.micro_conditions))
         object.__setattr__(self, "max_grid", tuple(self.max_grid))
+        object.__setattr__(self, "coarse_merge", tuple(self.coarse_merge))
+        if len(self.coarse_merge) != 3 or min(self.coarse_merge) < 1:
+            raise ValueError(
+                f"--model.dit.coarse_merge wants three factors >= 1 (t, h, w), "
+                f"got {self.coarse_merge}"
+            )
         if self.width % self.heads:
             raise ValueError(f"--model.dit.width {self.width} is not a multiple of heads")
         if self.pos_embed.startswith("rope") and self.width // self.heads < 6:
@@ -199,85 +207,36 @@ class DiTConfig:
         return (-(-t // self.patch_t), -(-h // self.patch_s), -(-w // self.patch_s))
 
 
-class LearnedPos(nn.Module):
-    """Separate learned tables for t, h and w, summed; interpolated past their size."""
-
-    def __init__(self, width: int, max_grid: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.tables = nn.ParameterList(nn.Parameter(torch.randn(n, width) * 0.02) for n in max_grid)
-
-    def forward(self, grid: Grid) -> Tensor:
-        out = 0
-        for axis, (table, n) in enumerate(zip(self.tables, grid, strict=True)):
-            if n > table.shape[0]:
-                table = F.interpolate(table.T[None], size=n, mode="linear", align_corners=True)[0].T
-            shape = [1, 1, 1, table.shape[-1]]
-            shape[axis] = n
-            out = out + table[:n].view(shape)
-        return out
-
-
-class SinCosPos(nn.Module):
-    """Fixed absolute (t, h, w) positions: sin-cos features of each axis in its share of width.
-
-    RoPE alone is relative: a token can tell where another is, not where it is. At high
-    noise the input carries no layout, so "a square at the left in the first frame, at the
-    right in the last" must come from absolute positions; learning them from the grid's
-    edges through attention is slow (`benchmarks/bench_layout.py`). No parameters, so any
-    grid size works and checkpoints are unchanged.
-    """
-
-    def __init__(self, width: int, theta: float) -> None:
-        super().__init__()
-        dt = width // 4 // 2 * 2
-        dh = (width - dt) // 2 // 2 * 2
-        self.dims = (dt, dh, width - dt - dh)
-        self.theta = theta
-
-    def _axis(self, n: int, dim: int, device: torch.device) -> Tensor:
-        freqs = frequency_ladder(dim // 2, self.theta).to(device)
-        a = torch.outer(torch.arange(n, device=device, dtype=torch.float32), freqs)
-        out = torch.cat([a.sin(), a.cos()], dim=-1)
-        return F.pad(out, (0, dim - out.shape[-1]))  # an odd share gets a zero column
-
-    def forward(self, grid: Grid, device: torch.device) -> Tensor:
-        """`[T', H', W', width]`."""
-        parts = []
-        for axis, (n, dim) in enumerate(zip(grid, self.dims, strict=True)):
-            shape = [1, 1, 1, dim]
-            shape[axis] = n
-            parts.append(self._axis(n, dim, device).view(shape).expand(*grid, dim))
-        return torch.cat(parts, dim=-1)
-
-
 class TokenMerge(nn.Module):
-    """2×2 neighbouring tokens of a frame ↔ one coarse token, for the hourglass's middle.
+    """Neighbouring tokens (`factors` along t, h, w) ↔ one coarse token: the hourglass's middle.
 
-    `down` pads an odd grid with zero tokens; `up` adds the coarse result back onto the
-    fine tokens (a skip connection) and crops the padding. `up` starts at zero, so a fresh
-    hourglass is the identity like every other block.
+    `merge` pads a grid that does not divide with zero tokens; `unmerge` adds the coarse
+    result back onto the fine tokens (a skip connection) and crops the padding. `up` starts
+    at zero, so a fresh hourglass is the identity like every other block.
     """
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, factors: tuple[int, int, int] = (1, 2, 2)) -> None:
         super().__init__()
-        self.down = nn.Linear(4 * width, width)
-        self.up = nn.Linear(width, 4 * width)
+        self.factors = factors
+        self.down = nn.Linear(math.prod(factors) * width, width)
+        self.up = nn.Linear(width, math.prod(factors) * width)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
     def merge(self, x: Tensor) -> Tensor:
-        """`[B, T, H, W, D]` → `[B, T, ⌈H/2⌉, ⌈W/2⌉, D]`."""
-        b, t, h, w, d = x.shape
-        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
-        x = x.view(b, t, (h + 1) // 2, 2, (w + 1) // 2, 2, d).permute(0, 1, 2, 4, 3, 5, 6)
-        return self.down(x.reshape(*x.shape[:4], 4 * d))
+        """`[B, T, H, W, D]` → `[B, ⌈T/ft⌉, ⌈H/fs⌉, ⌈W/fs⌉, D]`."""
+        (b, *grid, d), (ft, fh, fw) = x.shape, self.factors
+        t, h, w = (-(-n // f) for n, f in zip(grid, self.factors, strict=True))
+        x = F.pad(x, (0, 0, 0, w * fw - grid[2], 0, h * fh - grid[1], 0, t * ft - grid[0]))
+        x = x.view(b, t, ft, h, fh, w, fw, d).permute(0, 1, 3, 5, 2, 4, 6, 7)
+        return self.down(x.reshape(b, t, h, w, -1))
 
     def unmerge(self, coarse: Tensor, fine: Tensor) -> Tensor:
-        """`fine` plus the coarse tokens spread back over their 2×2 fine positions."""
-        b, t, h, w, d = fine.shape
-        up = self.up(coarse).view(*coarse.shape[:4], 2, 2, d).permute(0, 1, 2, 4, 3, 5, 6)
-        up = up.reshape(b, t, 2 * coarse.shape[2], 2 * coarse.shape[3], d)
-        return fine + up[:, :, :h, :w]
+        """`fine` plus the coarse tokens spread back over the fine positions they merged."""
+        (b, t, h, w, _), (ft, fh, fw) = coarse.shape, self.factors
+        up = self.up(coarse).view(b, t, h, w, ft, fh, fw, -1).permute(0, 1, 4, 2, 5, 3, 6, 7)
+        up = up.reshape(b, t * ft, h * fh, w * fw, -1)
+        return fine + up[:, : fine.shape[1], : fine.shape[2], : fine.shape[3]]
 
 
 class DiT(nn.Module):
@@ -309,7 +268,7 @@ class DiT(nn.Module):
         self.final_norm = nn.LayerNorm(w, 1e-6, False)
         self.final_ada = nn.Linear(w, 2 * w)
         self.final = nn.Linear(w, cfg.patch_volume * cfg.in_channels)
-        self.hourglass = TokenMerge(w) if cfg.coarse_blocks else None
+        self.hourglass = TokenMerge(w, cfg.coarse_merge) if cfg.coarse_blocks else None
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -206,10 +206,14 @@ def test_bad_config_names_the_flag(kw, flag):
 # The hourglass (`coarse_blocks`): merged middle blocks, any grid, identity at start.
 
 
-@pytest.mark.parametrize("depth, coarse", [(3, 1), (2, 2), (4, 2)])
+@pytest.mark.parametrize(
+    "depth, coarse, merge",
+    [(3, 1, (1, 2, 2)), (2, 2, (1, 2, 2)), (4, 2, (2, 2, 2)), (3, 1, (2, 3, 1))],
+)
 @pytest.mark.parametrize("shape", [(1, 3, 8, 32, 32), (1, 3, 5, 20, 36), (2, 3, 1, 4, 4)])
-def test_output_shape_matches_input_for_odd_and_even_grids(depth, coarse, shape):
-    model = randomize(DiT(tiny(depth=depth, coarse_blocks=coarse, pos_embed="rope+sincos")))
+def test_output_shape_matches_input_for_odd_and_even_grids(depth, coarse, merge, shape):
+    cfg = tiny(depth=depth, coarse_blocks=coarse, coarse_merge=merge, pos_embed="rope+sincos")
+    model = randomize(DiT(cfg))
     out = model(*inputs(shape))
     assert out.shape == shape
     assert torch.isfinite(out).all()
@@ -222,6 +226,12 @@ def test_middle_blocks_see_a_quarter_of_the_tokens():
         block.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[1:4])))
     model(*inputs((1, 3, 8, 40, 24)))  # 4 x 10 x 6 tokens
     assert seen == [(4, 10, 6), (4, 5, 3), (4, 5, 3), (4, 10, 6)]
+    seen.clear()
+    model = DiT(tiny(depth=3, coarse_blocks=1, coarse_merge=(2, 2, 2)))
+    for block in model.blocks:
+        block.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[1:4])))
+    model(*inputs((1, 3, 6, 40, 24)))  # 3 x 10 x 6 tokens; time pads to 4
+    assert seen == [(3, 10, 6), (2, 5, 3), (3, 10, 6)]
 
 
 def test_fresh_hourglass_is_the_identity_so_training_starts_smooth():
@@ -233,13 +243,22 @@ def test_fresh_hourglass_is_the_identity_so_training_starts_smooth():
     )
 
 
-def test_a_coarse_token_merges_exactly_its_2x2_neighbourhood():
-    merge = randomize(TokenMerge(8))
+@pytest.mark.parametrize(
+    "factors, coarse",
+    [((1, 2, 2), [0, 1, 1, 1]), ((2, 2, 2), [0, 0, 1, 1]), ((1, 3, 1), [0, 1, 0, 3])],
+)
+def test_a_coarse_token_merges_exactly_its_neighbourhood(factors, coarse):
+    merge = randomize(TokenMerge(8, factors))
     fine = torch.randn(1, 2, 6, 6, 8)
     poked = fine.clone()
-    poked[0, 1, 2, 3] += 1.0  # fine row 2, column 3 -> coarse row 1, column 1
+    poked[0, 1, 2, 3] += 1.0  # fine (t 1, row 2, column 3)
     changed = (merge.merge(poked) - merge.merge(fine)).abs().sum(-1) > 0
-    assert changed.nonzero().tolist() == [[0, 1, 1, 1]]
+    assert changed.nonzero().tolist() == [coarse]
+    # ...and spreads back over exactly the fine tokens it merged
+    fine_changed = merge.unmerge(merge.merge(poked), fine) - merge.unmerge(merge.merge(fine), fine)
+    spread = fine_changed.abs().sum(-1) > 0
+    assert spread.sum() == math.prod(factors)
+    assert spread[0, 1, 2, 3]
 
 
 def test_the_coarse_path_is_trained():
@@ -263,3 +282,9 @@ def test_grad_checkpointing_gives_the_same_gradients_with_the_hourglass():
 def test_coarse_blocks_outside_the_depth_names_the_flag(coarse):
     with pytest.raises(ValueError, match="--model.dit.coarse_blocks"):
         tiny(depth=2, coarse_blocks=coarse)
+
+
+@pytest.mark.parametrize("merge", [(1, 2), (0, 2, 2)])
+def test_bad_coarse_merge_names_the_flag(merge):
+    with pytest.raises(ValueError, match="--model.dit.coarse_merge"):
+        tiny(coarse_blocks=1, coarse_merge=merge)
