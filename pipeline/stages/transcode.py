@@ -107,10 +107,7 @@ def ffmpeg_args(
         "-segment_format_options",
         "movflags=+faststart",
     ]
-    if bounds:
-        args += ["-force_key_frames", keys, "-segment_frames", ",".join(map(str, bounds))]
-    else:
-        args += ["-segment_time", "1e9"]
+    args += ["-force_key_frames", keys, "-segment_frames", ",".join(map(str, bounds))]
     return [*args, pattern]
 
 
@@ -229,6 +226,10 @@ def transcode_video(video: dict[str, Any], cfg: TranscodeConfig, clip_dir: Path)
     fps = float(cfg.fps or video["fps"])
     size = output_size(video["width"], video["height"], cfg.short_side)
     bounds, by_segment = plan_segments(wanted, fps)
+    if not by_segment:  # every clip is under one output frame: nothing to decode for
+        for c in wanted:
+            _fail(c, "transcode: clip shorter than one output frame")
+        return
     seg_dir = clip_dir / "segments"
     shutil.rmtree(seg_dir, ignore_errors=True)
     seg_dir.mkdir(parents=True)

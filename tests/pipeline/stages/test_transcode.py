@@ -89,6 +89,19 @@ def test_rejected_clips_are_not_encoded(numbered, tmp_path):
     assert (tmp_path / "keep.mp4").exists() and not (tmp_path / "drop.mp4").exists()
 
 
+def test_clips_under_one_output_frame_fail_without_an_encode(numbered, tmp_path, monkeypatch):
+    def no_ffmpeg(args):
+        raise AssertionError("ffmpeg ran for clips with no output frame")
+
+    monkeypatch.setattr(transcode, "run_ffmpeg", no_ffmpeg)
+    clips = [{"clip_id": "blip", "start_s": 1.0, "end_s": 1.01, "reject_reasons": []}]
+    video = {"clips": clips, "fps": 30.0, "width": W, "height": H, "local_path": str(numbered)}
+    transcode_video(video, TranscodeConfig(short_side=None), tmp_path)
+    assert clips[0]["reject_reasons"] == ["error"]
+    assert clips[0]["errors"] == "transcode: clip shorter than one output frame"
+    assert not list(tmp_path.iterdir())
+
+
 def test_output_frame_mapping_and_sizes():
     assert output_frame(0.0, 24) == 0
     assert output_frame(1.0, 30) == 30
