@@ -7,8 +7,8 @@ size works. Each block attends over space then time (`factorized`) or over the
 whole clip (`full`), then to the text tokens, then runs an MLP. Timestep,
 pooled text and micro-conditions (fps, motion, quality scores) form one vector
 that modulates every block through adaLN-Zero, so a fresh model is the identity
-and training starts smooth. With `coarse_blocks`, the middle blocks run on 2×2-merged
-tokens (an hourglass, as in HDiT) and the fine tokens skip past them.
+and training starts smooth. With `coarse_blocks`, the middle blocks run on merged tokens
+(2×2 by default: an hourglass, as in HDiT) and the fine tokens skip past them.
 """
 
 from __future__ import annotations
@@ -154,9 +154,9 @@ class DiTConfig:
     number for all, or per name; names left out of a dict are never dropped)"""
     grad_checkpointing: bool = False
     coarse_blocks: int = 0
-    """middle blocks that run on 2x2-merged tokens (an hourglass): a quarter of the tokens,
-    each covering 4x the frame, so the layout is settled where a token sees more of it, at a
-    fraction of the cost; the fine tokens skip past them. 0 = every block at full resolution"""
+    """middle blocks that run on merged tokens (an hourglass; 2x2 merged: a quarter of the
+    tokens, each covering 4x the frame), so the layout is settled where a token sees more of
+    it, at a fraction of the cost; the fine tokens skip past them. 0 = all at full resolution"""
     coarse_merge: tuple[int, int, int] = (1, 2, 2)
     """fine tokens per coarse token along (t, h, w)"""
 
