@@ -286,11 +286,11 @@ class DiT(nn.Module):
             for layer in (block.ada, block.cross.proj):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
-        for layer in (self.final_ada, self.final):
+        # (the hourglass's split too: the generic Linear init above undid TokenMerge's own)
+        ups = [self.hourglass.up] if self.hourglass is not None else []
+        for layer in (self.final_ada, self.final, *ups):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-        if self.hourglass is not None:  # the generic Linear init above undid TokenMerge's
-            nn.init.zeros_(self.hourglass.up.weight)
 
     def num_tokens(self, shape: tuple[int, ...] | torch.Size) -> int:
         """Tokens the model sees for a video of `shape` `[B, C, T, H, W]`."""
