@@ -174,7 +174,7 @@ def _gpu_step(model, family, latent: tuple, text_len: int, batch: int):
     return step
 
 
-def gpu_case(case: tuple, family, checkpointing: bool, steps: int) -> dict:
+def gpu_case(case: tuple, family, checkpointing: bool, steps: int, max_batch: int = 64) -> dict:
     name, _, config, latent, text_len = case
     model = _gpu_model(config, family, checkpointing)
     row: dict = {"case": name, "checkpointing": checkpointing, "batches": {}}
@@ -193,7 +193,7 @@ def gpu_case(case: tuple, family, checkpointing: bool, steps: int) -> dict:
             break
         peak = torch.cuda.max_memory_allocated() if cuda else 0
         row["batches"][batch] = {"s_per_step": seconds, "peak_gib": peak / GIB}
-        if peak > 0.5 * capacity or batch >= (64 if cuda else 2):  # the next will not fit
+        if peak > 0.5 * capacity or batch >= (max_batch if cuda else 2):  # the next will not fit
             break
         batch *= 2
     fits = {b: v for b, v in row["batches"].items() if isinstance(v, dict)}
@@ -215,7 +215,7 @@ def _dry_cases(families: dict) -> list[tuple]:
     return cases
 
 
-def gpu_rows(steps: int, time_limit: float, work: Path) -> list[dict]:
+def gpu_rows(steps: int, time_limit: float, work: Path, max_batch: int = 64) -> list[dict]:
     families = {name: _tiny_family(name, work) for name in ("wan", "ltx")}
     start, rows = time.perf_counter(), []
     for case in GPU_CASES if DEVICE == "cuda" else _dry_cases(families):
@@ -225,7 +225,7 @@ def gpu_rows(steps: int, time_limit: float, work: Path) -> list[dict]:
                              "skipped": "not measured (time limit)"})  # fmt: skip
                 continue
             try:
-                rows.append(gpu_case(case, families[case[1]], checkpointing, steps))
+                rows.append(gpu_case(case, families[case[1]], checkpointing, steps, max_batch))
             except Exception as err:  # a failed case is a figure too ("error: ..."), not a crash
                 rows.append({"case": case[0], "checkpointing": checkpointing,
                              "error": f"{type(err).__name__}: {err}"[:300]})  # fmt: skip
@@ -239,6 +239,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--runs", type=int, default=3, help="CPU: processes per family")
     p.add_argument("--time-limit", type=float, default=480.0, help="GPU: seconds for all cases")
+    p.add_argument("--max-batch", type=int, default=64, help="GPU: the largest batch tried")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--dry-run", action="store_true", help="with --gpu: run it on CPU, tiny sizes")
     p.add_argument("--cpu-one", help=argparse.SUPPRESS)
@@ -254,7 +255,7 @@ def main() -> None:
         elif args.gpu and not torch.cuda.is_available():
             sys.exit("--gpu: no CUDA device here")
         rows = (
-            gpu_rows(args.steps, args.time_limit, Path(tmp))
+            gpu_rows(args.steps, args.time_limit, Path(tmp), args.max_batch)
             if args.gpu
             else cpu_rows(args.steps, args.runs)
         )
