@@ -2,6 +2,7 @@
 
     python benchmarks/bench_finetune.py                    # CPU: tiny Wan/LTX/CogVideoX (plumbing)
     python benchmarks/bench_finetune.py --gpu --time-limit 480 --json gpu.json   # on a GPU
+    python benchmarks/bench_finetune.py --gpu --max-batch 2 --steps 3   # every case, fewer batches
     python benchmarks/bench_finetune.py --gpu --dry-run    # the GPU path on CPU, tiny (a check)
 
 CPU rows (`train.finetune.tiny` folders, random weights): a LoRA (rank 8) training step of

