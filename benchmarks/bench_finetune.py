@@ -175,7 +175,7 @@ def _gpu_step(model, family, latent: tuple, text_len: int, batch: int):
     return step
 
 
-def gpu_case(case: tuple, family, checkpointing: bool, steps: int, max_batch: int = 64) -> dict:
+def gpu_case(case: tuple, family, checkpointing: bool, steps: int, max_batch: int) -> dict:
     name, _, config, latent, text_len = case
     model = _gpu_model(config, family, checkpointing)
     row: dict = {"case": name, "checkpointing": checkpointing, "batches": {}}
@@ -216,7 +216,7 @@ def _dry_cases(families: dict) -> list[tuple]:
     return cases
 
 
-def gpu_rows(steps: int, time_limit: float, work: Path, max_batch: int = 64) -> list[dict]:
+def gpu_rows(steps: int, time_limit: float, work: Path, max_batch: int) -> list[dict]:
     families = {name: _tiny_family(name, work) for name in ("wan", "ltx")}
     start, rows = time.perf_counter(), []
     for case in GPU_CASES if DEVICE == "cuda" else _dry_cases(families):
