@@ -1,7 +1,8 @@
 """`clipmill curate`: the stages chained on Ray Data, streaming, one video per row.
 
-    discover (driver) → probe (1:1) → dedup (driver) → split (1:1) → transcode (1:N clips)
-    → motion, technical, phash, text, clip (1:1, scores only) → finalize (1:1, atomic)
+    discover (driver) → probe (1:1) → dedup (driver) → split (1:1) → units (1:N, long videos)
+    → transcode (1:N clips) → motion, technical, phash, text, clip (1:1, scores only)
+    → finalize (1:1, atomic; a long video's last unit gathers the others)
     → pack (driver: thresholds, collection-wide dedup, weights, shards)
 
 Probing is cheap and its rows are small, so they are collected on the driver
@@ -13,21 +14,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipeline.captions.stage import CaptionStage, VlmStage
 from pipeline.config.curate import ConfigError, CurateConfig
 from pipeline.config.resources import StageResources
-from pipeline.console import Progress, stdin_from_devnull
+from pipeline.console import Progress
 from pipeline.discover import expand_inputs
 from pipeline.pack.pack import invalidate, pack
 from pipeline.report.page import write_report_quietly
 from pipeline.review.overrides import cut_edits, read_overrides
+from pipeline.runners import LocalRunner, RayRunner, Stage
 from pipeline.stages.clip_embed import ClipStage, check_clip_config
 from pipeline.stages.motion import MotionStage
 from pipeline.stages.phash import PerceptualHashStage
@@ -40,6 +40,7 @@ from pipeline.staging import (
     RescoreStage,
     SplitStage,
     TranscodeStage,
+    UnitsStage,
     fingerprint,
     load_staged,
     prepare_rescore,
@@ -49,148 +50,10 @@ from schemas import empty_video
 from schemas.layout import video_dir, work_dir
 
 log = logging.getLogger("clipmill")
-Stage = tuple[type, tuple, StageResources]  # stage class, constructor arguments, resources
 
 
 class NoInputError(RuntimeError):
     """No input video was found (exit code 1)."""
-
-
-class LocalRunner:
-    """Runs the stages in this process, in order (`--ray.address none`, and unit tests)."""
-
-    def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
-        return [fn(r) for r in rows]
-
-    def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
-        if not rows:
-            return  # no stage is built (models are not loaded) for nothing
-        built = [cls(*args) for cls, args, _ in stages]
-        for row in rows:
-            for stage in built:
-                row = stage(row)
-            yield row
-
-
-class ChainStage:
-    """Several CPU stages run one after the other inside one actor.
-
-    Each Ray Data actor pool costs start-up time and a reserved CPU; on a laptop
-    nine pools of a few actors each spend more time waiting than working. Fused,
-    every actor takes a whole video through the CPU stages, and the pool is as
-    wide as the machine.
-    """
-
-    def __init__(self, specs: list[tuple[type, tuple]]) -> None:
-        self.stages = [cls(*args) for cls, args in specs]
-
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        for stage in self.stages:
-            row = stage(row)
-        return row
-
-
-def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
-    """Merge runs of consecutive plain-CPU stages into ChainStages.
-
-    A placed stage (GPUs, custom resources, [min, max] bounds, own_pool) keeps its own
-    pool: fused, its placement would apply to its neighbours too, or be lost.
-    """
-    out: list[Stage] = []
-    run: list[Stage] = []
-
-    def flush() -> None:
-        if len(run) == 1:
-            out.append(run[0])
-        elif run:
-            memory = [r.memory for _, _, r in run if r.memory]
-            res = StageResources(
-                num_cpus=max(r.num_cpus for _, _, r in run),
-                memory=max(memory) if memory else None,  # one stage at a time per actor
-                max_task_retries=max(r.max_task_retries for _, _, r in run),
-            )
-            out.append((ChainStage, ([(c, a) for c, a, _ in run],), res))
-        run.clear()
-
-    for stage in stages:
-        if stage[2].placed:
-            flush()
-            out.append(stage)
-        else:
-            run.append(stage)
-    flush()
-    return out
-
-
-class RayRunner:
-    """Runs the stages on Ray Data (local instance or a cluster)."""
-
-    def __init__(self, address: str | None, num_cpus: int | None, fuse: bool = True) -> None:
-        self.fuse = fuse
-        import ray
-
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if address is None:
-                kwargs["num_cpus"] = num_cpus or os.cpu_count()
-            with stdin_from_devnull():  # Ray's processes must not hold the person's terminal
-                ray.init(address=address, **kwargs)
-        self.cpus = int(ray.cluster_resources().get("CPU", 1))
-
-    def _actor_args(self, stages: list[Stage]) -> list[dict[str, Any]]:
-        """Ray arguments of each stage's actor pool (`StageResources.actor_args`).
-
-        Ray Data keeps an idle actor's CPUs. If the first actors of all stages cannot
-        fit at once, a downstream pool that started first can starve an upstream one
-        for ever (seen with eight stages on two cores). So on a small cluster each
-        stage's CPU request is scaled down until one actor of every stage fits; the OS
-        shares the cores.
-        """
-        need = sum(res.num_cpus for _, _, res in stages)
-        scale = min(1.0, self.cpus / need) if need else 1.0
-        return [res.actor_args(self.cpus, scale) for _, _, res in stages]
-
-    def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
-        import ray
-
-        if not rows:
-            return []
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        # A plain function runs as Ray tasks (Ray Data's default compute).
-        out = map_with_retries(ds, fn, res.task_retries(), **res.ray_args()).take_all()
-        return sorted(out, key=lambda r: r["order"])
-
-    def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
-        import ray
-
-        if not rows:
-            return iter(())
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        if self.fuse:
-            stages = fuse_cpu_stages(stages)
-        for (cls, args, res), ray_args in zip(stages, self._actor_args(stages), strict=True):
-            # Callable classes run as actor pools: a model (TransNetV2) loads once per actor.
-            retries = res.actor_retries()
-            ds = map_with_retries(ds, cls, retries, fn_constructor_args=args, **ray_args)
-        return ds.iter_rows()
-
-
-def map_with_retries(ds: Any, fn: Callable, retries: dict[str, int], **named: Any) -> Any:
-    """`ds.map(fn, **named)` with Ray's retry options, without the warning they raise.
-
-    Ray 2.60's `Dataset.map` names no retry parameter: max_retries, max_restarts and
-    max_task_retries only pass through `**ray_remote_args`, which warns "deprecated and will
-    be removed in Ray 2.64". Ray Data's own default retries for ever, so a video that kills
-    every worker it reaches (a poison file) would hang the run: the options stay, and only
-    that warning is silenced. Revisit on upgrading to Ray 2.64.
-    """
-    from ray.util.annotations import RayDeprecationWarning
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="`ray_remote_args` is deprecated", category=RayDeprecationWarning
-        )
-        return ds.map(fn, **named, **retries)
 
 
 def make_runner(cfg: CurateConfig) -> LocalRunner | RayRunner:
@@ -267,12 +130,33 @@ def mp4_scorers(cfg: CurateConfig) -> list[Stage]:
     return stages
 
 
-def video_stages(cfg: CurateConfig, work: Path) -> list[Stage]:
-    """The stages one unfinished video goes through, in order, split to finalize."""
+def unit_stages(cfg: CurateConfig, durations: list[float | None] | None = None) -> list[Stage]:
+    """The fan-out of long videos into encode units, when `--transcode.chunk_s` can apply.
+
+    Left out when every video is too short to make two units, so the CPU stages of such a
+    run stay fused in one pool, as before (`fuse_cpu_stages`). The probed durations are the
+    container's word: half of chunk_s leaves room for one that is short of the frames,
+    and an unknown duration counts as long. Out or in, a video's units are the same.
+    """
+    tc = cfg.transcode
+    if tc.chunk_s is None or tc.keep_audio:
+        return []
+    if durations is not None and all(d is not None and d <= tc.chunk_s / 2 for d in durations):
+        return []
+    # units: 1:N, a video longer than chunk_s as one row per encode unit; a cheap task.
+    return [(UnitsStage, (tc,), StageResources(num_cpus=0.25))]
+
+
+def video_stages(
+    cfg: CurateConfig, work: Path, durations: list[float | None] | None = None
+) -> list[Stage]:
+    """The stages one unfinished video goes through, in order, split to finalize;
+    `durations` (the probed ones of the videos to process) may leave out `unit_stages`."""
     return [
         # split: 1:1, one low-res decode per video; TransNetV2 (GPU-able) loads once per actor.
         (SplitStage, (cfg.split, str(work)), cfg.split.resources),
-        # transcode: 1:N clips, one ffmpeg pass per video (x264 threads).
+        *unit_stages(cfg, durations),
+        # transcode: 1:N clips, one ffmpeg pass per video or unit (x264 threads).
         (TranscodeStage, (cfg.transcode,), cfg.transcode.resources),
         *lowres_scorers(cfg),
         *mp4_scorers(cfg),
@@ -367,11 +251,17 @@ def _process(
         f"{len(pending)} to process, "
         f"{len(rescore)} to re-score, {len(staged) - len(pending)} already done"
     )
-    stages = video_stages(cfg, work)
+    stages = video_stages(cfg, work, [v.get("duration_s") for v in pending])
     # The progress counts footage: the probed duration of each video, not its clips.
     footage = {v["video_id"]: v.get("duration_s") or 0.0 for v in videos if v["status"] == "ok"}
     show.start(len(pending), sum(footage[v["video_id"]] for v in pending))
+    done: set[str] = set()
     for row in runner.stream([{"video": json.dumps(v)} for v in pending], stages):
+        # A unit of a long video that is not its last, or a unit Ray re-ran after its video
+        # was finished, is no video done.
+        if not row["final"] or row["video_id"] in done:
+            continue
+        done.add(row["video_id"])
         show.video(
             row["video_id"], row["status"], footage.get(row["video_id"], 0.0), row["n_clips"]
         )

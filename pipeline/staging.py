@@ -32,7 +32,7 @@ from pipeline.config.scores import scoring_params
 from pipeline.stages.frames import load_frames, remove_caches
 from pipeline.stages.lowres import LowresRecorder
 from pipeline.stages.split import Splitter
-from pipeline.stages.transcode import transcode_video
+from pipeline.stages.transcode import encode_units, transcode_video
 from schemas.layout import partial_dir, video_dir
 
 # Keys of the split stage's working state that never leave the stage.
@@ -119,9 +119,52 @@ class TranscodeStage:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         video = json.loads(row["video"])
+        if video.get("unit") and not Path(video["stage_dir"]).is_dir():
+            return row  # a unit re-run after its video was gathered: finalize has the answer
         if video["status"] == "ok":
             transcode_video(video, self.cfg, Path(video["stage_dir"]))
         return {"video": json.dumps(video)}
+
+
+class UnitsStage:
+    """Ray Data stage (1:N encode units): a long video's row as one row per encode unit.
+
+    `fans_out`: the runners flat-map it and give every unit its own block, so one video's
+    units spread over the workers of the stages after it, which all take unit rows as
+    they take videos (a unit is a video record holding some of its clips). A short video,
+    a damaged one, one without timestamps or with audio kept passes as one row, unchanged.
+    """
+
+    fans_out = True
+
+    def __init__(self, cfg: TranscodeConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        video = json.loads(row["video"])
+        cfg = self.cfg
+        whole = (
+            video["status"] != "ok"
+            or cfg.chunk_s is None
+            or cfg.keep_audio  # the audio of a unit would start at its seek, not its frames
+            or video.get("stream_start_s") is None
+            or video.get("source_start_s") is not None  # damaged: decoded in one piece
+        )
+        units = [video["clips"]] if whole else encode_units(video["clips"], cfg.chunk_s)
+        if len(units) == 1:
+            return [row]
+        return [
+            {
+                "video": json.dumps(
+                    dict(
+                        video,
+                        clips=clips,
+                        unit={"index": k, "count": len(units), "zero_s": video["stream_start_s"]},
+                    )
+                )
+            }
+            for k, clips in enumerate(units)
+        ]
 
 
 class FinalizeStage:
@@ -138,6 +181,12 @@ class FinalizeStage:
             return done
         for clip in video["clips"]:
             self._finish_clip(clip, folder)
+        unit = video.pop("unit", None)
+        if unit is not None:
+            whole = gather_units(folder, video, unit)
+            if whole is None:  # other units of this video are still on their way
+                return {"video_id": video["video_id"], "status": "ok", "n_clips": 0, "final": False}
+            video = whole
         for name in SCRATCH_FILES:
             (folder / name).unlink(missing_ok=True)
         remove_caches(folder)
@@ -146,10 +195,12 @@ class FinalizeStage:
         final = folder.with_name(video["video_id"])
         shutil.rmtree(final, ignore_errors=True)
         os.replace(folder, final)
+        shutil.rmtree(final / UNITS, ignore_errors=True)
         return {
             "video_id": video["video_id"],
             "status": video["status"],
             "n_clips": len(video["clips"]),
+            "final": True,
         }
 
     def _already_done(self, folder: Path, video: dict[str, Any]) -> dict[str, Any] | None:
@@ -168,7 +219,8 @@ class FinalizeStage:
             return None
         if record.get("cut_edits") != video.get("cut_edits"):
             return None
-        return {"video_id": video_id, "status": record["status"], "n_clips": len(record["clips"])}
+        n = len(record["clips"])
+        return {"video_id": video_id, "status": record["status"], "n_clips": n, "final": True}
 
     def _finish_clip(self, clip: dict[str, Any], folder: Path) -> None:
         path = folder / f"{clip['clip_id']}.mp4"
@@ -186,6 +238,37 @@ class FinalizeStage:
                 (folder / f"{clip['clip_id']}.jpg").write_bytes(jpeg(rgb))
             except Exception as exc:  # noqa: BLE001 - a thumbnail is optional
                 clip["errors"] = f"thumbnail: {exc}"[:300]
+
+
+UNITS = "units"  # a chunked video's finished units wait here for the last one
+
+
+def gather_units(folder: Path, video: dict[str, Any], unit: dict[str, Any]) -> dict | None:
+    """The whole video once this unit is its last to finish, else None (`UnitsStage`).
+
+    Each unit leaves its clips in `units/`; whichever unit sees all of them there claims the
+    gathering with an exclusive file, so exactly one finalizes the video. A unit Ray re-runs
+    after its worker died finds its own claim and gathers again.
+    """
+    units = folder / UNITS
+    units.mkdir(exist_ok=True)
+    index, count = unit["index"], unit["count"]
+    part = {"clips": video["clips"], "encode": unit.get("encode")}
+    tmp = units / f"{index:05d}.tmp"
+    tmp.write_text(json.dumps(part))
+    os.replace(tmp, units / f"{index:05d}.json")
+    if len(list(units.glob("*.json"))) < count:
+        return None
+    claim = units / "gatherer"
+    try:
+        with open(claim, "x") as f:
+            f.write(str(index))
+    except FileExistsError:
+        if claim.read_text() != str(index):
+            return None
+    parts = [json.loads((units / f"{k:05d}.json").read_text()) for k in range(count)]
+    clips = [c for p in parts for c in p["clips"]]
+    return dict(video, clips=clips, encode_units=[p["encode"] for p in parts])
 
 
 def prepare_rescore(record: dict[str, Any], folder: Path, cfg: CurateConfig) -> dict[str, Any]:

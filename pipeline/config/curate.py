@@ -173,9 +173,22 @@ class TranscodeConfig:
     """Longest gap between keyframes in the clips; None = x264's default (250 frames).
     Training loaders seek to a random start, and decoding from the previous keyframe
     dominates their cost, so short intervals make the shards cheaper to train on."""
+    chunk_s: float | None = added(300.0)
+    """A video's clips are encoded in groups starting every this many seconds (the first
+    clip at or after each mark starts one), and the groups run in parallel on as many workers
+    as are free, so a long recording keeps a node busy. The groups are part of the output
+    (an encode starting elsewhere gives other bytes), fixed by this value alone, never by the
+    workers. null: one encode per video. Not applied with --transcode.keep_audio, or to a
+    stream without timestamps. Each group costs an ffmpeg start and a seek from the
+    previous keyframe."""
     resources: StageResources = field(default_factory=StageResources)
 
     def __post_init__(self) -> None:
+        check(
+            self.chunk_s is None or self.chunk_s >= 1,
+            "transcode.chunk_s",
+            f"must be >= 1 second or null, got {self.chunk_s}",
+        )
         check(
             self.keyframe_interval_s is None or 0.04 <= self.keyframe_interval_s <= 60,
             "transcode.keyframe_interval_s",

@@ -148,7 +148,7 @@ class StageResources:
         """Ray's retry options for a plain-function stage (tasks): re-run on worker death.
 
         Ray Data has no named parameter for them; `RayRunner` passes them through the
-        deprecated `**ray_remote_args` (see `pipeline.driver.map_with_retries`).
+        deprecated `**ray_remote_args` (see `pipeline.runners.map_with_retries`).
         """
         return {"max_retries": self.max_task_retries}
 

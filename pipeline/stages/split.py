@@ -240,6 +240,8 @@ class Splitter:
             "transition_mask": transition,
             "corrupt_mask": np.zeros(n, bool),
             "decode_errors": len(errors),
+            # The zero of the output timeline, for encodes that seek (`transcode.encode_units`).
+            "stream_start_s": timeline.start_s if timeline is not None else None,
         }
         if aligner is not None:
             out.update(self._damage(path, aligner, errors, times))

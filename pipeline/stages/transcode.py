@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,21 @@ NVENC_PRESETS = {
 }
 
 
+# Input seeks of an encode unit land this far before its first frame: the frame the
+# fps filter shows there may be an earlier source frame (a VFR gap, a lower output rate).
+SEEK_MARGIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """Output frames [first, first + frames) of one encode unit (`--transcode.chunk_s`);
+    `zero_s` is the source's first timestamp, the zero of the output timeline."""
+
+    first: int
+    frames: int
+    zero_s: float
+
+
 def output_frame(t: float, fps: float) -> int:
     """First output frame at or after source time t (see the module docstring)."""
     return math.floor(t * fps - 0.5 + 1e-9) + 1
@@ -68,21 +85,32 @@ def ffmpeg_args(
     size: tuple[int, int],
     cfg: TranscodeConfig,
     source_start_s: float | None = None,
+    window: Window | None = None,
 ) -> list[str]:
-    """Arguments of one segmenting encode; `bounds` are output frames where segments start.
+    """Arguments of one segmenting encode; `bounds` are output frames where segments start
+    (counted from the window's first frame when there is one).
 
     `source_start_s` (set by the split on a damaged video) is the timestamp of the source's
     first frame: the first frame the decoder yields may come later when the start is broken,
     so the timeline is pinned to the source's own zero instead of the first decoded frame.
+    A `window` encodes only its frames: the input seeks to just before them, the timeline
+    keeps the source's zero, and the fps filter starts at the window's first output frame,
+    so each frame is the one the whole-video encode shows there (tests/.../test_transcode).
     """
     w, h = size
     zero, copyts = "setpts=PTS-STARTPTS,", []
     if source_start_s is not None:
         zero, copyts = f"setpts=PTS-{source_start_s!r}/TB,", ["-copyts"]
     fps_filter = f"fps={fps!r}" + (":start_time=0" if copyts else "")
+    frames: list[str] = []
+    if window is not None:
+        seek = max(0.0, window.first / fps - SEEK_MARGIN_S)
+        zero, copyts = f"setpts=PTS-{window.zero_s!r}/TB,", ["-copyts", "-ss", f"{seek:.6f}"]
+        fps_filter = f"fps={fps!r}:start_time={window.first / fps!r},setpts=PTS-STARTPTS"
+        frames = ["-frames:v", str(window.frames)]
     vf = f"{zero}{fps_filter},scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p"
     keys = ",".join(f"{(k - 0.25) / fps:.6f}" for k in bounds)
-    args = [*copyts, *hwaccel_args(cfg.hwaccel), "-i", src, "-map", "0:v:0"]
+    args = [*copyts, *hwaccel_args(cfg.hwaccel), "-i", src, "-map", "0:v:0", *frames]
     args += ["-map", "0:a:0?", "-c:a", "aac"] if cfg.keep_audio else ["-an"]
     args += [
         "-sn",
@@ -205,34 +233,75 @@ def check_decode(hwaccel: str, flag: str) -> None:
         check(problem is None, flag, f"{hwaccel} is not usable here: {problem}")
 
 
-def plan_segments(clips: list[dict], fps: float) -> tuple[list[int], dict[int, dict]]:
-    """Segment start frames, and which segment index holds which wanted clip."""
+def plan_segments(
+    clips: list[dict], fps: float, origin: int = 0
+) -> tuple[list[int], dict[int, dict]]:
+    """Segment start frames after `origin` (the encode's first output frame), and which
+    segment index holds which wanted clip."""
     spans = []
     for c in clips:
         a, b = output_frame(c["start_s"], fps), output_frame(c["end_s"], fps)
         c["n_frames"] = b - a
         if b > a:
             spans.append((a, b, c))
-    starts = sorted({x for a, b, _ in spans for x in (a, b)} - {0})
+    starts = sorted({x for a, b, _ in spans for x in (a, b)} - {origin})
     index = {f: i + 1 for i, f in enumerate(starts)}  # segment i starts at starts[i-1]
-    return starts, {0 if a == 0 else index[a]: c for a, _, c in spans}
+    return starts, {0 if a == origin else index[a]: c for a, _, c in spans}
+
+
+def encode_units(clips: list[dict], chunk_s: float) -> list[list[dict]]:
+    """A video's clips in consecutive groups, each encoded on its own (1 group: the video).
+
+    A group starts at the first wanted clip that begins `chunk_s` or more after the group's
+    first wanted clip; rejected clips stay with the group they fall in. The groups depend on
+    the clips and `chunk_s` alone, never on how many workers there are, so the bytes of a
+    video's clips are the same on one worker or many (x264 carries its rate control across
+    forced keyframes: an encode that starts elsewhere gives other bytes).
+    """
+    units: list[list[dict]] = [[]]
+    start = None
+    for c in clips:
+        if not c["reject_reasons"]:
+            if start is None:
+                start = c["start_s"]
+            elif c["start_s"] - start >= chunk_s - 1e-9:
+                units.append([])
+                start = c["start_s"]
+        units[-1].append(c)
+    return units
+
+
+def unit_window(wanted: list[dict], fps: float, zero_s: float) -> Window:
+    """The output frames an encode unit's wanted clips span, from the first to the last."""
+    first = min(output_frame(c["start_s"], fps) for c in wanted)
+    end = max(output_frame(c["end_s"], fps) for c in wanted)
+    return Window(first, max(1, end - first), zero_s)
 
 
 def transcode_video(video: dict[str, Any], cfg: TranscodeConfig, clip_dir: Path) -> None:
-    """Encode the video's clips without reject reasons into clip_dir; mark failures on rows."""
+    """Encode the video's clips without reject reasons into clip_dir; mark failures on rows.
+
+    A row with `unit` (one encode unit of a long video, `encode_units`) encodes only its
+    window of the source and records what it did in `unit["encode"]`.
+    """
     wanted = [c for c in video["clips"] if not c["reject_reasons"]]
     if not wanted:
         return
     fps = float(cfg.fps or video["fps"])
     size = output_size(video["width"], video["height"], cfg.short_side)
-    bounds, by_segment = plan_segments(wanted, fps)
+    unit = video.get("unit")
+    window = unit_window(wanted, fps, unit["zero_s"]) if unit else None
+    bounds, by_segment = plan_segments(wanted, fps, window.first if window else 0)
+    if window is not None:  # the encode stops at the window's end, its last bound
+        bounds = [b - window.first for b in bounds if b <= window.first + window.frames]
     if not by_segment:  # every clip is under one output frame: nothing to decode for
         for c in wanted:
             _fail(c, "transcode: clip shorter than one output frame")
         return
-    seg_dir = clip_dir / "segments"
+    seg_dir = clip_dir / (f"segments-{unit['index']}" if unit else "segments")
     shutil.rmtree(seg_dir, ignore_errors=True)
     seg_dir.mkdir(parents=True)
+    t0 = time.perf_counter()
     try:
         run_ffmpeg(
             ffmpeg_args(
@@ -243,6 +312,7 @@ def transcode_video(video: dict[str, Any], cfg: TranscodeConfig, clip_dir: Path)
                 size,
                 cfg,
                 video.get("source_start_s"),
+                window,
             )
         )
     except Exception as exc:  # noqa: BLE001 - an encode failure is data on the clip rows
@@ -250,6 +320,10 @@ def transcode_video(video: dict[str, Any], cfg: TranscodeConfig, clip_dir: Path)
             _fail(c, f"transcode: {exc}")
         shutil.rmtree(seg_dir, ignore_errors=True)
         return
+    if unit:  # provenance in the staged record: which worker encoded what, how fast
+        seconds = round(time.perf_counter() - t0, 3)
+        unit["encode"] = {"first": window.first, "frames": window.frames, "seconds": seconds}
+        unit["encode"]["worker"] = f"{os.uname().nodename}:{os.getpid()}"
     for seg, clip in by_segment.items():
         path = seg_dir / f"{seg:06d}.mp4"
         if not path.exists():

@@ -129,3 +129,55 @@ def test_real_local_ray_gives_the_same_output(curated, synth_raw, ray_local, tmp
     a, b = (json.loads((d / "summary.json").read_text()) for d in (tmp_path / "ray", out))
     a["config"].pop("ray"), b["config"].pop("ray")
     assert a == b
+
+
+CHUNKED = {"transcode": {"chunk_s": 8.0}}
+# Rows of clips.parquet that an encode, not the cutting, decides.
+ENCODED = ("sha256", "shard")
+
+
+@pytest.fixture(scope="module")
+def long_curated(tmp_path_factory):
+    """One 40-s video curated in-process whole and in 8-s encode units: (raw, whole, units)."""
+    from pipeline.synthetic.synth import synthesize
+
+    raw = tmp_path_factory.mktemp("long_raw")
+    synthesize(raw, 1, seed=3, duration_s=40.0)
+    outs = []
+    for name, chunk in (("whole", None), ("units", 8.0)):
+        out = tmp_path_factory.mktemp(name)
+        curate([str(raw)], out, build_config({**LOCAL, "transcode": {"chunk_s": chunk}}))
+        outs.append(out)
+    return raw, *outs
+
+
+def _cut_rows(out):
+    rows = pq.read_table(out / "clips.parquet").to_pylist()
+    return [{k: v for k, v in r.items() if k not in ENCODED} for r in rows]
+
+
+def test_a_long_video_in_encode_units_keeps_every_clip_and_its_frames(
+    long_curated, kept_clip_problems
+):
+    _, whole, units = long_curated
+    assert _cut_rows(units) == _cut_rows(whole)  # the same clips, kept and rejected alike
+    clips = pq.read_table(units / "clips.parquet").to_pylist()
+    assert sum(c["kept"] for c in clips) >= 4
+    assert kept_clip_problems(units, clips) == []
+    (record,) = (json.loads(p.read_text()) for p in units.glob("work/videos/*/record.json"))
+    assert len(record["encode_units"]) >= 4
+
+
+def test_encode_units_spread_over_ray_workers_and_give_the_same_bytes(
+    long_curated, ray_local, tmp_path, digest_tree
+):
+    raw, _, units = long_curated
+    # Two transcode workers of one CPU's share each; everything else as by default.
+    two = {"resources": {"concurrency": [2, 2]}}
+    cfg = build_config({"transcode": {**CHUNKED["transcode"], **two}})
+    curate([str(raw)], tmp_path / "ray", cfg)
+    ours, local = digest_tree(tmp_path / "ray"), digest_tree(units)
+    assert ours.pop("summary.json") and local.pop("summary.json")
+    assert ours == local
+    (record,) = (json.loads(p.read_text()) for p in tmp_path.glob("ray/work/videos/*/record.json"))
+    assert len({u["worker"] for u in record["encode_units"]}) == 2

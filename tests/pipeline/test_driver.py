@@ -9,14 +9,15 @@ import pytest
 
 from pipeline.config.curate import ConfigError, build_config
 from pipeline.config.resources import StageResources
-from pipeline.driver import (
+from pipeline.driver import check_codecs_where_they_run, curate, unit_stages
+from pipeline.runners import (
     ChainStage,
+    LocalRunner,
     RayRunner,
-    check_codecs_where_they_run,
-    curate,
     fuse_cpu_stages,
     map_with_retries,
 )
+from pipeline.staging import UnitsStage
 
 
 class Add:
@@ -46,6 +47,53 @@ def test_cpu_runs_fuse_and_gpu_stages_split_them():
 
 def test_a_single_stage_is_left_alone():
     assert fuse_cpu_stages([(Add, (1,), CPU)]) == [(Add, (1,), CPU)]
+
+
+class Fan:
+    """A 1:N stage: row x as rows x*10 + k for k < n."""
+
+    fans_out = True
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, row: dict) -> list[dict]:
+        return [{"x": row["x"] * 10 + k} for k in range(self.n)]
+
+
+def test_a_fan_out_is_never_fused_and_its_rows_go_on_through_the_rest():
+    stages = [(Add, (1,), CPU), (Fan, (3,), CPU), (Add, (2,), CPU), (Add, (3,), CPU)]
+    fused = fuse_cpu_stages(stages)
+    assert [cls for cls, _, _ in fused] == [Add, Fan, ChainStage]
+    rows = list(LocalRunner().stream([{"x": 1}, {"x": 2}], stages))
+    # 1 -> 11 -> 110, 111, 112 -> each *10+2, then *10+3
+    assert [r["x"] for r in rows] == [(110 + k) * 100 + 23 for k in range(3)] + [
+        (210 + k) * 100 + 23 for k in range(3)
+    ]
+
+
+def test_pools_are_scaled_so_each_ones_minimum_fits(ray_local):
+    runner = RayRunner(None, None)  # the shared local Ray: 2 CPUs
+    two = StageResources(num_cpus=1, concurrency=(2, 2))
+    args = runner._actor_args([(Add, (1,), CPU), (Fan, (2,), CPU), (Add, (2,), two)])
+    # need: 1 + 1 (the fan-out's task) + 2 x 1 (two's minimum) = 4 CPUs on 2.
+    assert [a["num_cpus"] for a in args] == [0.5, 0.5, 0.5]
+    assert "compute" not in args[1]  # the fan-out is a task, not a pool
+
+
+@pytest.mark.parametrize(
+    ("transcode", "durations", "fans"),
+    [
+        ({}, [60.0, 200.0], True),  # 200 s > 300 / 2: may make two units
+        ({}, [60.0, 150.0], False),  # none can: the stages stay as they were
+        ({}, [60.0, None], True),  # unknown length: counted as long
+        ({"chunk_s": None}, [3600.0], False),
+        ({"keep_audio": True}, [3600.0], False),
+    ],
+)
+def test_the_unit_fan_out_is_there_when_a_video_may_need_it(transcode, durations, fans):
+    stages = unit_stages(build_config({"transcode": transcode}), durations)
+    assert [cls for cls, _, _ in stages] == ([UnitsStage] if fans else [])
 
 
 def _same(row: dict) -> dict:

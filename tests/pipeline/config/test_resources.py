@@ -10,7 +10,8 @@ import pytest
 from pipeline.cli import curate_parser
 from pipeline.config.curate import SECTIONS, ConfigError, CurateConfig, build_config
 from pipeline.config.resources import StageResources
-from pipeline.driver import ChainStage, RayRunner, fuse_cpu_stages, mp4_scorers
+from pipeline.driver import mp4_scorers
+from pipeline.runners import ChainStage, RayRunner, fuse_cpu_stages
 
 
 def test_gpu_fraction_custom_resource_and_bounds_reach_the_actor_pool():

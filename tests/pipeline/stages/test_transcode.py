@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 
 import av
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 
 from pipeline.config.curate import ConfigError, CurateConfig, SplitConfig, TranscodeConfig
-from pipeline.ffmpeg import codec_problem, hwaccel_problem
+from pipeline.ffmpeg import codec_problem, ffmpeg_exe, hwaccel_problem
 from pipeline.stages import transcode
+from pipeline.stages.damage import read_timeline
 from pipeline.stages.transcode import (
     check_codecs,
+    encode_units,
     encoder_args,
     ffmpeg_args,
     output_frame,
@@ -77,6 +80,70 @@ def test_clips_hold_exactly_their_source_frames(numbered, tmp_path, out_fps):
         if out_fps is None:
             assert got == list(range(a, b))
     assert not list(tmp_path.glob("segments*"))
+
+
+def _clips(spans: list[tuple[int, int]], reasons: dict[int, list[str]] | None = None):
+    return [
+        {
+            "clip_id": f"c{a}",
+            "start_s": a / 30,
+            "end_s": b / 30,
+            "reject_reasons": list((reasons or {}).get(a, [])),
+        }
+        for a, b in spans
+    ]
+
+
+def test_encode_units_start_a_group_every_chunk_s_of_wanted_clips():
+    spans = [(0, 90), (90, 120), (120, 210), (210, 330), (330, 360), (360, 450)]
+    clips = _clips(spans, {90: ["blank"], 330: ["too_short"]})
+    units = encode_units(clips, 6.0)
+    # Wanted clips start at 0, 4, 7 and 12 s: 7 is 6 s after 0 and opens the second group;
+    # 12 is 5 s after 7 and stays. Rejected clips stay where they fall.
+    assert [[c["start_s"] * 30 for c in u] for u in units] == [[0, 90, 120], [210, 330, 360]]
+    assert encode_units(clips, 15.0) == [clips]
+    assert encode_units(_clips([(0, 30)], {0: ["blank"]}), 1.0) == [
+        _clips([(0, 30)], {0: ["blank"]})
+    ]
+
+
+@pytest.fixture(scope="module")
+def late_numbered(numbered, tmp_path_factory):
+    """`numbered` with its timestamps starting at 1.5 s, as a cut-out of a broadcast has."""
+    path = tmp_path_factory.mktemp("late") / "late.mp4"
+    cmd = [ffmpeg_exe(), "-loglevel", "error", "-i", str(numbered), "-c", "copy"]
+    subprocess.run([*cmd, "-output_ts_offset", "1.5", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize("out_fps", [None, 24.0, 60.0])
+def test_encode_units_hold_the_frames_of_the_whole_encode(late_numbered, tmp_path, out_fps):
+    spans = [(10, 40), (50, 80), (80, 120), (190, 230), (250, 300)]
+    cfg = TranscodeConfig(fps=out_fps, short_side=None, crf=10)
+    base = {"fps": 30.0, "width": W, "height": H, "local_path": str(late_numbered)}
+    transcode_video({**base, "clips": _clips(spans)}, cfg, tmp_path / "whole")
+    zero = read_timeline(str(late_numbered), 30.0).start_s
+    assert zero == pytest.approx(1.5)
+    units = encode_units(_clips(spans), 4.0)
+    assert [len(u) for u in units] == [3, 2]
+    for k, clips in enumerate(units):
+        unit = {"index": k, "count": len(units), "zero_s": zero}
+        transcode_video({**base, "clips": clips, "unit": unit}, cfg, tmp_path / "units")
+        assert unit["encode"]["first"] == transcode.output_frame(clips[0]["start_s"], cfg.fps or 30)
+        for c in clips:
+            assert c.get("errors") is None
+    for a, b in spans:
+        got = _read_numbers(tmp_path / "units" / f"c{a}.mp4")
+        assert got == _read_numbers(tmp_path / "whole" / f"c{a}.mp4")
+        if out_fps is None:
+            assert got == list(range(a, b))
+    assert not list((tmp_path / "units").glob("segments*"))
+    # The same unit encoded again gives the same bytes: a re-run unit changes nothing.
+    again = {**base, "clips": _clips(spans[3:]), "unit": {"index": 1, "count": 2, "zero_s": zero}}
+    transcode_video(again, cfg, tmp_path / "again")
+    for a, _ in spans[3:]:
+        first = (tmp_path / "units" / f"c{a}.mp4").read_bytes()
+        assert (tmp_path / "again" / f"c{a}.mp4").read_bytes() == first
 
 
 def test_rejected_clips_are_not_encoded(numbered, tmp_path):

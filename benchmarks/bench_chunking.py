@@ -1,0 +1,77 @@
+"""One long video on local Ray: encode units (`--transcode.chunk_s`) on against off (issue 16.2).
+
+    .venv/bin/python benchmarks/bench_chunking.py [--minutes 3] [--times 10] [--repeats 2]
+
+The input is `bench_curate`'s 720p synth of `--minutes`, concatenated `--times` times into
+one file. Runs alternate (off, on, off, on, ...) so the machine's drift hits both; each row
+is the median wall time, the whole machine's CPU use over the run from /proc/stat (run it on
+a quiet box), and for "on" how many encode units ran on how many workers (the staged record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import machine, run  # noqa: E402
+from bench_curate import DATA, concat, curate_cmd, make_input  # noqa: E402
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def one_run(cmd: list[str], out: Path) -> tuple[float, float, list[dict]]:
+    """(wall s, CPU busy share of the machine, the video's encode units)."""
+    shutil.rmtree(out, ignore_errors=True)
+    busy0, total0 = cpu_jiffies()
+    wall, _ = run(cmd)
+    busy1, total1 = cpu_jiffies()
+    units = []
+    for record in out.glob("work/videos/*/record.json"):
+        units += json.loads(record.read_text()).get("encode_units") or []
+    return wall, (busy1 - busy0) / max(1, total1 - total0), units
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=3)
+    ap.add_argument("--times", type=int, default=10, help="copies in the long file")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--chunk-s", default="300", help="--transcode.chunk_s of the 'on' runs")
+    args = ap.parse_args()
+    DATA.mkdir(exist_ok=True)
+    src = concat(make_input(args.minutes), args.times)
+    out = DATA / "chunk_out"
+    variants = {"off": ["--transcode.chunk_s", "null"], "on": ["--transcode.chunk_s", args.chunk_s]}
+    runs: dict[str, list[tuple[float, float, list[dict]]]] = {k: [] for k in variants}
+    for _ in range(args.repeats):
+        for name, extra in variants.items():
+            runs[name].append(one_run(curate_cmd(src, out, *extra), out))
+            print(name, runs[name][-1][:2], flush=True)
+    shutil.rmtree(out, ignore_errors=True)
+    minutes = args.minutes * args.times
+    print(f"machine: {machine()}; one {minutes:g}-min 720p file, local Ray; "
+          f"median of {args.repeats}, alternating")  # fmt: skip
+    print("| encode units | wall s | CPU busy | units / workers |\n|---|---|---|---|")
+    walls = {}
+    for name, rs in runs.items():
+        walls[name] = statistics.median(r[0] for r in rs)
+        busy = statistics.median(r[1] for r in rs)
+        units = rs[-1][2]
+        workers = len({u["worker"] for u in units})
+        label = f"{len(units)} / {workers}" if units else "1 encode"
+        print(f"| {name} | {walls[name]:.1f} | {busy:.0%} | {label} |")
+    print(f"on / off wall: {walls['on'] / walls['off']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

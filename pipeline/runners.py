@@ -1,0 +1,183 @@
+"""How the driver's stages run: in this process, or as Ray Data actor pools.
+
+A stage list is `(class, constructor arguments, StageResources)` triples. Runs of plain CPU
+stages fuse into one actor (`ChainStage`); a stage that fans out (`fans_out`) is flat-mapped
+between the pools, its rows one per block.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pipeline.config.resources import StageResources
+from pipeline.console import stdin_from_devnull
+
+Stage = tuple[type, tuple, StageResources]  # stage class, constructor arguments, resources
+
+
+class LocalRunner:
+    """Runs the stages in this process, in order (`--ray.address none`, and unit tests)."""
+
+    def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
+        return [fn(r) for r in rows]
+
+    def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
+        if not rows:
+            return  # no stage is built (models are not loaded) for nothing
+        built = [cls(*args) for cls, args, _ in stages]
+        for row in rows:
+            yield from _through(row, built)
+
+
+def _through(row: dict, built: list[Callable]) -> Iterator[dict]:
+    """`row` through the stages in order; a stage that fans out sends each of its rows on."""
+    for i, stage in enumerate(built):
+        if fans_out(stage):
+            for part in stage(row):
+                yield from _through(part, built[i + 1 :])
+            return
+        row = stage(row)
+    yield row
+
+
+def fans_out(stage: Any) -> bool:
+    """A 1:N stage (`UnitsStage`): flat-mapped, never fused, its rows one per block."""
+    return bool(getattr(stage, "fans_out", False))
+
+
+class ChainStage:
+    """Several CPU stages run one after the other inside one actor.
+
+    Each Ray Data actor pool costs start-up time and a reserved CPU; on a laptop
+    nine pools of a few actors each spend more time waiting than working. Fused,
+    every actor takes a whole video through the CPU stages, and the pool is as
+    wide as the machine.
+    """
+
+    def __init__(self, specs: list[tuple[type, tuple]]) -> None:
+        self.stages = [cls(*args) for cls, args in specs]
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        for stage in self.stages:
+            row = stage(row)
+        return row
+
+
+def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
+    """Merge runs of consecutive plain-CPU stages into ChainStages.
+
+    A placed stage (GPUs, custom resources, [min, max] bounds, own_pool) keeps its own
+    pool: fused, its placement would apply to its neighbours too, or be lost.
+    """
+    out: list[Stage] = []
+    run: list[Stage] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            memory = [r.memory for _, _, r in run if r.memory]
+            res = StageResources(
+                num_cpus=max(r.num_cpus for _, _, r in run),
+                memory=max(memory) if memory else None,  # one stage at a time per actor
+                max_task_retries=max(r.max_task_retries for _, _, r in run),
+            )
+            out.append((ChainStage, ([(c, a) for c, a, _ in run],), res))
+        run.clear()
+
+    for stage in stages:
+        if stage[2].placed or fans_out(stage[0]):
+            flush()
+            out.append(stage)
+        else:
+            run.append(stage)
+    flush()
+    return out
+
+
+class RayRunner:
+    """Runs the stages on Ray Data (local instance or a cluster)."""
+
+    def __init__(self, address: str | None, num_cpus: int | None, fuse: bool = True) -> None:
+        self.fuse = fuse
+        import ray
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address is None:
+                kwargs["num_cpus"] = num_cpus or os.cpu_count()
+            with stdin_from_devnull():  # Ray's processes must not hold the person's terminal
+                ray.init(address=address, **kwargs)
+        self.cpus = int(ray.cluster_resources().get("CPU", 1))
+
+    def _actor_args(self, stages: list[Stage]) -> list[dict[str, Any]]:
+        """Ray arguments of each stage's actor pool (`StageResources.actor_args`).
+
+        Ray Data keeps an idle actor's CPUs. If the first actors of all stages cannot
+        fit at once, a downstream pool that started first can starve an upstream one
+        for ever (seen with eight stages on two cores). So on a small cluster each
+        stage's CPU request is scaled down until every pool's first actors (its minimum)
+        and a fan-out's task fit; the OS shares the cores.
+        """
+        need = sum(
+            res.num_cpus * (1 if fans_out(c) else res.pool_size(self.cpus)[0])
+            for c, _, res in stages
+        )
+        scale = min(1.0, self.cpus / need) if need else 1.0
+        return [
+            {"num_cpus": res.num_cpus * scale} if fans_out(c) else res.actor_args(self.cpus, scale)
+            for c, _, res in stages
+        ]
+
+    def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
+        import ray
+
+        if not rows:
+            return []
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        # A plain function runs as Ray tasks (Ray Data's default compute).
+        out = map_with_retries(ds, fn, res.task_retries(), **res.ray_args()).take_all()
+        return sorted(out, key=lambda r: r["order"])
+
+    def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
+        import ray
+
+        if not rows:
+            return iter(())
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        if self.fuse:
+            stages = fuse_cpu_stages(stages)
+        if any(fans_out(cls) for cls, _, _ in stages):
+            # Every row its own block, the fanned-out ones too: an actor takes a whole block,
+            # so a video's units in one block would run on one worker, one after the other.
+            # (A `repartition` would do it as a task asking for a whole CPU the pools hold.)
+            ds.context.target_max_block_size = 1
+        for (cls, args, res), ray_args in zip(stages, self._actor_args(stages), strict=True):
+            if fans_out(cls):
+                ds = ds.flat_map(cls(*args), **ray_args)  # a task: splitting a row is free
+                continue
+            # Callable classes run as actor pools: a model (TransNetV2) loads once per actor.
+            retries = res.actor_retries()
+            ds = map_with_retries(ds, cls, retries, fn_constructor_args=args, **ray_args)
+        return ds.iter_rows()
+
+
+def map_with_retries(ds: Any, fn: Callable, retries: dict[str, int], **named: Any) -> Any:
+    """`ds.map(fn, **named)` with Ray's retry options, without the warning they raise.
+
+    Ray 2.60's `Dataset.map` names no retry parameter: max_retries, max_restarts and
+    max_task_retries only pass through `**ray_remote_args`, which warns "deprecated and will
+    be removed in Ray 2.64". Ray Data's own default retries for ever, so a video that kills
+    every worker it reaches (a poison file) would hang the run: the options stay, and only
+    that warning is silenced. Revisit on upgrading to Ray 2.64.
+    """
+    from ray.util.annotations import RayDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`ray_remote_args` is deprecated", category=RayDeprecationWarning
+        )
+        return ds.map(fn, **named, **retries)
