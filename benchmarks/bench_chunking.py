@@ -1,11 +1,13 @@
 """One long video on local Ray: encode units (`--transcode.chunk_s`) on against off (issue 16.2).
 
     .venv/bin/python benchmarks/bench_chunking.py [--minutes 3] [--times 10] [--repeats 2]
+    .venv/bin/python benchmarks/bench_chunking.py --in-process --times 1 --chunk-s 60
 
 The input is `bench_curate`'s 720p synth of `--minutes`, concatenated `--times` times into
 one file. Runs alternate (off, on, off, on, ...) so the machine's drift hits both; each row
 is the median wall time, the whole machine's CPU use over the run from /proc/stat (run it on
 a quiet box), and for "on" how many encode units ran on how many workers (the staged record).
+`--in-process` runs the units one after the other: what they cost over one encode.
 """
 
 from __future__ import annotations
@@ -46,12 +48,17 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=3)
     ap.add_argument("--times", type=int, default=10, help="copies in the long file")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--chunk-s", default="300", help="--transcode.chunk_s of the 'on' runs")
+    ap.add_argument("--chunk-s", default="120", help="--transcode.chunk_s of the 'on' runs")
+    ap.add_argument("--in-process", action="store_true", help="--ray.address none")
     args = ap.parse_args()
     DATA.mkdir(exist_ok=True)
     src = concat(make_input(args.minutes), args.times)
     out = DATA / "chunk_out"
-    variants = {"off": ["--transcode.chunk_s", "null"], "on": ["--transcode.chunk_s", args.chunk_s]}
+    runner = ["--ray.address", "none"] if args.in_process else []
+    variants = {
+        "off": [*runner, "--transcode.chunk_s", "null"],
+        "on": [*runner, "--transcode.chunk_s", args.chunk_s],
+    }
     runs: dict[str, list[tuple[float, float, list[dict]]]] = {k: [] for k in variants}
     for _ in range(args.repeats):
         for name, extra in variants.items():
@@ -59,8 +66,9 @@ def main() -> None:
             print(name, runs[name][-1][:2], flush=True)
     shutil.rmtree(out, ignore_errors=True)
     minutes = args.minutes * args.times
-    print(f"machine: {machine()}; one {minutes:g}-min 720p file, local Ray; "
-          f"median of {args.repeats}, alternating")  # fmt: skip
+    where = "in-process" if args.in_process else "local Ray"
+    print(f"machine: {machine()}; one {minutes:g}-min 720p file, {where}, "
+          f"chunk_s {args.chunk_s}; median of {args.repeats}, alternating")  # fmt: skip
     print("| encode units | wall s | CPU busy | units / workers |\n|---|---|---|---|")
     walls = {}
     for name, rs in runs.items():

@@ -173,7 +173,7 @@ class TranscodeConfig:
     """Longest gap between keyframes in the clips; None = x264's default (250 frames).
     Training loaders seek to a random start, and decoding from the previous keyframe
     dominates their cost, so short intervals make the shards cheaper to train on."""
-    chunk_s: float | None = added(300.0)
+    chunk_s: float | None = added(120.0)
     """A video's clips are encoded in groups starting every this many seconds (the first
     clip at or after each mark starts one), and the groups run in parallel on as many workers
     as are free, so a long recording keeps a node busy. The groups are part of the output

@@ -84,8 +84,8 @@ def test_pools_are_scaled_so_each_ones_minimum_fits(ray_local):
 @pytest.mark.parametrize(
     ("transcode", "durations", "fans"),
     [
-        ({}, [60.0, 200.0], True),  # 200 s > 300 / 2: may make two units
-        ({}, [60.0, 150.0], False),  # none can: the stages stay as they were
+        ({}, [30.0, 80.0], True),  # 80 s > 120 / 2: may make two units
+        ({}, [30.0, 60.0], False),  # none can: the stages stay as they were
         ({}, [60.0, None], True),  # unknown length: counted as long
         ({"chunk_s": None}, [3600.0], False),
         ({"keep_audio": True}, [3600.0], False),
