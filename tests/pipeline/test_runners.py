@@ -1,0 +1,108 @@
+"""Stage fusion for Ray: consecutive CPU stages share one actor pool, GPU stages and fan-outs
+keep theirs; pools fit the machine; the Ray Data arguments reach Ray without a deprecation
+warning."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from pipeline.config.resources import StageResources
+from pipeline.runners import (
+    ChainStage,
+    LocalRunner,
+    RayRunner,
+    fuse_cpu_stages,
+    map_with_retries,
+)
+
+
+class Add:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, row: dict) -> dict:
+        return {"x": row["x"] * 10 + self.n}
+
+
+CPU, GPU = StageResources(num_cpus=1), StageResources(num_cpus=1, num_gpus=0.5)
+
+
+def test_cpu_runs_fuse_and_gpu_stages_split_them():
+    stages = [
+        (Add, (1,), CPU),
+        (Add, (2,), StageResources(num_cpus=2)),
+        (Add, (3,), GPU),
+        (Add, (4,), CPU),
+    ]
+    fused = fuse_cpu_stages(stages)
+    assert [cls for cls, _, _ in fused] == [ChainStage, Add, Add]
+    assert fused[0][2].num_cpus == 2 and fused[1][2].num_gpus == 0.5
+    chain = ChainStage(*fused[0][1])
+    assert chain({"x": 0}) == {"x": 12}  # applied in order
+
+
+def test_a_single_stage_is_left_alone():
+    assert fuse_cpu_stages([(Add, (1,), CPU)]) == [(Add, (1,), CPU)]
+
+
+class Fan:
+    """A 1:N stage: row x as rows x*10 + k for k < n."""
+
+    fans_out = True
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, row: dict) -> list[dict]:
+        return [{"x": row["x"] * 10 + k} for k in range(self.n)]
+
+
+def test_a_fan_out_is_never_fused_and_its_rows_go_on_through_the_rest():
+    stages = [(Add, (1,), CPU), (Fan, (3,), CPU), (Add, (2,), CPU), (Add, (3,), CPU)]
+    fused = fuse_cpu_stages(stages)
+    assert [cls for cls, _, _ in fused] == [Add, Fan, ChainStage]
+    rows = list(LocalRunner().stream([{"x": 1}, {"x": 2}], stages))
+    # 1 -> 11 -> 110, 111, 112 -> each *10+2, then *10+3
+    assert [r["x"] for r in rows] == [(110 + k) * 100 + 23 for k in range(3)] + [
+        (210 + k) * 100 + 23 for k in range(3)
+    ]
+
+
+def test_pools_are_scaled_so_each_ones_minimum_fits(ray_local):
+    runner = RayRunner(None, None)  # the shared local Ray: 2 CPUs
+    two = StageResources(num_cpus=1, concurrency=(2, 2))
+    args = runner._actor_args([(Add, (1,), CPU), (Fan, (2,), CPU), (Add, (2,), two)])
+    # need: 1 + 1 (the fan-out's task) + 2 x 1 (two's minimum) = 4 CPUs on 2.
+    assert [a["num_cpus"] for a in args] == [0.5, 0.5, 0.5]
+    assert "compute" not in args[1]  # the fan-out is a task, not a pool
+
+
+def _same(row: dict) -> dict:
+    return row
+
+
+@pytest.mark.slow
+def test_retries_reach_ray_and_only_their_deprecation_warning_is_silenced(ray_local):
+    from ray.data import ActorPoolStrategy
+    from ray.util.annotations import RayDeprecationWarning
+
+    res = StageResources(num_cpus=0.5, concurrency=(1, 2), max_task_retries=3)
+    ds = ray_local.data.range(1)  # lazy: nothing below runs, the plan is only built
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        actors = map_with_retries(
+            ds, Add, res.actor_retries(), fn_constructor_args=(1,), **res.actor_args(2)
+        )
+        tasks = map_with_retries(ds, _same, res.task_retries(), **res.ray_args())
+    assert [str(w.message) for w in caught] == []
+    pool = actors._logical_plan.dag
+    assert pool.compute == ActorPoolStrategy(min_size=1, max_size=2)
+    assert pool.ray_remote_args == {"num_cpus": 0.5, "max_restarts": -1, "max_task_retries": 3}
+    assert tasks._logical_plan.dag.ray_remote_args == {"num_cpus": 0.5, "max_retries": 3}
+    # Ray does warn about the retry options; any other deprecation still reaches the caller.
+    with pytest.warns(RayDeprecationWarning, match="`ray_remote_args` is deprecated"):
+        ds.map(_same, max_retries=3)
+    with pytest.warns(RayDeprecationWarning, match="`ray_remote_args_fn` is deprecated"):
+        map_with_retries(ds, _same, {}, ray_remote_args_fn=dict)
