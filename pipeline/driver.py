@@ -139,7 +139,7 @@ def unit_stages(cfg: CurateConfig, durations: list[float | None] | None = None) 
     and an unknown duration counts as long. Out or in, a video's units are the same.
     """
     tc = cfg.transcode
-    if tc.chunk_s is None or tc.keep_audio:
+    if not tc.chunked:
         return []
     if durations is not None and all(d is not None and d <= tc.chunk_s / 2 for d in durations):
         return []

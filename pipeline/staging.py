@@ -145,8 +145,7 @@ class UnitsStage:
         cfg = self.cfg
         whole = (
             video["status"] != "ok"
-            or cfg.chunk_s is None
-            or cfg.keep_audio  # the audio of a unit would start at its seek, not its frames
+            or not cfg.chunked
             or video.get("stream_start_s") is None
             or video.get("source_start_s") is not None  # damaged: decoded in one piece
         )

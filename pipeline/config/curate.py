@@ -183,6 +183,12 @@ class TranscodeConfig:
     previous keyframe."""
     resources: StageResources = field(default_factory=StageResources)
 
+    @property
+    def chunked(self) -> bool:
+        """Whether long videos are encoded in units: with audio kept they are not, since a
+        unit's audio would start at its seek, not at its first frame."""
+        return self.chunk_s is not None and not self.keep_audio
+
     def __post_init__(self) -> None:
         check(
             self.chunk_s is None or self.chunk_s >= 1,
