@@ -247,7 +247,7 @@ class DecodedClips:
     Scarce data means many epochs over the same few hundred clips, and spreading a
     sample over its clip (`span_s`) decodes most of the clip every time; at the
     training size a clip is small (8 s at 24 fps, 57x32: 1 MB), so keeping it costs
-    little. One per dataset copy (so per DataLoader worker and epoch); oldest out first.
+    little. One per dataset copy (so per DataLoader worker, kept across epochs); oldest out first.
     """
 
     def __init__(self, budget_mb: float) -> None:

@@ -1,4 +1,4 @@
-"""Batches for one rank: a fresh DataLoader per epoch over a dataset's records, and buckets.
+"""Batches for one rank: one DataLoader, its workers kept across epochs, and buckets.
 
 `VideoLoader` batches samples of one shape; `BucketLoader` (joint image-video and
 latent batches) keeps a bucket per sample shape so each batch holds one shape.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,13 +24,20 @@ from train.data.datasets import ShardVideoDataset
 
 @dataclass(eq=False)
 class _Records(IterableDataset):
-    """What a DataLoader worker runs: the dataset's records, stats included."""
+    """What a DataLoader worker runs: the dataset's records, stats included.
+
+    Workers live across epochs (their decode cache stays warm); each epoch's iteration
+    reads the epoch the main process set from `epoch`, shared memory the workers inherit.
+    """
 
     dataset: ShardVideoDataset
+    epoch: Any = None  # multiprocessing.Value("q"), or None in process
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        if info is not None and self.epoch is not None:
+            self.dataset.set_epoch(self.epoch.value)
         return self.dataset.iter_records(worker, num_workers)
 
 
@@ -41,11 +49,12 @@ def _as_is(record: Any) -> Any:
 class VideoLoader:
     """Batches of a `ShardVideoDataset` for one rank; iterable with a length (Lightning takes it).
 
-    Each iteration is one epoch, run by a fresh DataLoader whose workers copy
-    the dataset after `set_epoch`, so every epoch is seeded (by `epoch_fn()`,
-    e.g. the trainer's epoch, else by counting iterations) and a resumed run
-    sees the epochs it would have seen. `stats` accumulates over epochs:
-    samples, corrupt (and corrupt/<reason>), padded.
+    Each iteration is one epoch, seeded by `epoch_fn()` (e.g. the trainer's epoch,
+    else by counting iterations), so a resumed run sees the epochs it would have seen.
+    The DataLoader and its workers are made once and kept: every epoch's iterator starts
+    afresh from the epoch's seed, but each worker keeps its decode cache, which a fresh
+    worker per epoch would refill from cold. `stats` accumulates over epochs: samples,
+    corrupt (and corrupt/<reason>), padded.
     """
 
     source: ShardVideoDataset  # not `dataset`: Lightning would take this for a DataLoader
@@ -55,6 +64,8 @@ class VideoLoader:
     epoch_fn: Callable[[], int] | None = None
     stats: Counter = field(default_factory=Counter, init=False)
     _iterations: int = field(default=0, init=False, repr=False)
+    _loader: DataLoader | None = field(default=None, init=False, repr=False)
+    _epoch: Any = field(default=None, init=False, repr=False)
 
     def samples_per_epoch(self) -> int:
         """Samples this rank yields per epoch (padding included)."""
@@ -72,17 +83,26 @@ class VideoLoader:
         epoch = self.epoch_fn() if self.epoch_fn is not None else self._iterations
         self._iterations += 1
         self.source.set_epoch(epoch)
-        loader = DataLoader(
-            _Records(self.source),
-            batch_size=None,  # workers send samples; batches are made here, across workers
-            num_workers=self.num_workers,
-            collate_fn=_as_is,
-            persistent_workers=False,  # fresh workers see the new epoch's seed
-        )
-        samples = self._samples(iter(loader))
+        samples = self._samples(iter(self._epoch_loader(epoch)))
         for batch in self._batches(samples):
             self.stats["samples"] += len(batch)
             yield self._collate(batch)
+
+    def _epoch_loader(self, epoch: int) -> DataLoader:
+        """The one DataLoader, told `epoch` (its workers read it when the epoch starts)."""
+        if self._loader is None:
+            if self.num_workers > 0:
+                self._epoch = multiprocessing.Value("q", epoch, lock=False)
+            self._loader = DataLoader(
+                _Records(self.source, self._epoch),
+                batch_size=None,  # workers send samples; batches are made here, across workers
+                num_workers=self.num_workers,
+                collate_fn=_as_is,
+                persistent_workers=self.num_workers > 0,
+            )
+        if self._epoch is not None:
+            self._epoch.value = epoch
+        return self._loader
 
     def _batches(self, samples: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         while batch := list(itertools.islice(samples, self.batch_size)):

@@ -30,7 +30,7 @@ from train.data.datasets import make_dataset
 from train.data.loaders import VideoLoader
 from train.data.module import VideoDataModule
 from train.data.shards import count_samples, expand_shards, iter_tar_samples
-from train.data.video_io import encode_mp4
+from train.data.video_io import Mp4Reader, encode_mp4
 
 FRAMES, H, W, FPS = 12, 48, 64, 24.0
 
@@ -319,6 +319,47 @@ def test_resampled_loader_epochs_have_epoch_size_and_differ(shards: list[str]) -
     epochs = [[k for batch in loader for k in batch["key"]] for _ in range(2)]
     assert len(loader) == 3 and [len(e) for e in epochs] == [12, 12]
     assert set(epochs[0]) <= GOOD and epochs[0] != epochs[1]
+
+
+def test_workers_outlive_epochs_so_the_decode_cache_stays_warm(
+    one_shard: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decodes are counted in a file: the workers are forked processes.
+    log = tmp_path / "decodes"
+    read_all = Mp4Reader.read_all
+
+    def counted(self, *args, **kwargs):
+        with log.open("a") as f:
+            f.write("decode\n")
+        return read_all(self, *args, **kwargs)
+
+    monkeypatch.setattr(Mp4Reader, "read_all", counted)
+    cfg = SampleConfig(num_frames=4, size=16, decode_cache_mb=64)
+
+    def loader(epoch_fn=None) -> VideoLoader:
+        dataset = make_dataset(one_shard, cfg, rank=0, world_size=1, shuffle_buffer=8)
+        return VideoLoader(dataset, batch_size=4, num_workers=2, epoch_size=16, epoch_fn=epoch_fn)
+
+    def decodes() -> int:
+        n = len(log.read_text().splitlines()) if log.exists() else 0
+        log.unlink(missing_ok=True)
+        return n
+
+    kept = loader()
+    epochs = [[(k, v) for b in kept for k, v in zip(b["key"], b["video"], strict=True)]
+              for _ in range(3)]  # fmt: skip
+    warm = decodes()
+    # The same epochs, each from a loader (and workers) of its own, as before the change.
+    fresh = []
+    for e in range(3):
+        fresh.append([(k, v) for b in loader(lambda e=e: e)
+                      for k, v in zip(b["key"], b["video"], strict=True)])  # fmt: skip
+    cold = decodes()
+    assert [[k for k, _ in e] for e in epochs] == [[k for k, _ in e] for e in fresh]
+    assert all(torch.equal(a, b) for e, f in zip(epochs, fresh, strict=True)
+               for (_, a), (_, b) in zip(e, f, strict=True))  # fmt: skip
+    assert epochs[0] != epochs[1]
+    assert warm <= 2 * 8 < cold  # each of 2 workers decodes each of the 8 clips at most once
 
 
 def test_expand_shards_globs_braces_dirs_and_lists(shards: list[str]) -> None:
