@@ -58,9 +58,11 @@ PRESETS: dict[str, Preset] = {
     # fit where 500 did ("An hourglass DiT"): the samples became one object per frame instead
     # of specks; shape is still weak. Width 96 takes 0.8 of the 128-wide step, so 1,100 steps
     # cost what 900 did; over 3 training seeds its direction was 52-67% against 31-50%, all
-    # three the same (RESULTS.md, "three seeds").
+    # three the same (RESULTS.md, "three seeds"). Samples are made in the training process:
+    # on 2 cores a loader worker takes CPU from the model's threads (0.45 s a step, not 0.52).
     "default": Preset(48, 192, 108, (3, 7), 1100, 16, 20, span_s="clip",
-                      train=("--data.decode_cache_mb", "256", "--model.dit.width", "96")),
+                      train=("--data.decode_cache_mb", "256", "--model.dit.width", "96",
+                             "--data.num_workers", "0")),
     # The benchmark: about 40 minutes on 2 cores; with --ablate naive both models train side
     # by side on one core each (76 minutes measured on 2 cores).
     "bench": Preset(60, 320, 180, (3, 7), 3000, 16, 30, fps=6),
