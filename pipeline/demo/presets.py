@@ -66,7 +66,7 @@ PRESETS: dict[str, Preset] = {
     # The benchmark: about 40 minutes on 2 cores; with --ablate naive both models train side
     # by side on one core each (76 minutes measured on 2 cores, with a loader worker each).
     "bench": Preset(60, 320, 180, (3, 7), 3000, 16, 30, fps=6,
-                    train=("--data.num_workers", "0")),
+                    train=("--data.decode_cache_mb", "256", "--data.num_workers", "0")),
 }  # fmt: skip
 SHORT_SIDE = 90  # curated/naive clips; the trainer resizes to 32 px
 # Extra prompts of seen combinations in unseen words ("a crimson disc drifting leftward"):
