@@ -174,11 +174,13 @@ def curate(
     output: str | Path,
     cfg: CurateConfig,
     progress: Progress | Callable[[str], None] | None = None,
+    page: bool = True,
 ) -> dict[str, Any]:
     """Run the whole curation; returns summary.json's content.
 
     `progress` sees every finished video: a `Progress` (the CLI's console), or a callable
     given one plain line per message and video (default: the `clipmill` logger at INFO).
+    `page` False leaves report.html and its clip previews to `clipmill report OUT`.
     """
     show = progress if isinstance(progress, Progress) else Progress.lines(progress or log.info)
     check_clip_config(cfg)
@@ -214,7 +216,8 @@ def curate(
         v["video_id"]: load_staged(work, v["video_id"], fp) for v in videos if v["status"] == "ok"
     }
     summary = pack(out, videos, staged, cfg)
-    write_report_quietly(out)  # report.html: the human view; its failure costs one log line
+    if page:
+        write_report_quietly(out)  # report.html: the human view; its failure costs one log line
     run = {"wall_s": round(time.perf_counter() - t0, 3), **counts}
     (work / "last_run.json").write_text(json.dumps(run))
     return summary

@@ -58,13 +58,14 @@ PRESETS: dict[str, Preset] = {
     # fit where 500 did ("An hourglass DiT"): the samples became one object per frame instead
     # of specks; shape is still weak. Width 96 takes 0.8 of the 128-wide step, so 1,100 steps
     # cost what 900 did; over 3 training seeds its direction was 52-67% against 31-50%, all
-    # three the same (RESULTS.md, "three seeds"). Samples are made in the training process:
-    # on 2 cores a loader worker takes CPU from the model's threads (0.45 s a step, not 0.52).
+    # three the same (RESULTS.md, "three seeds"). Its loader worker now keeps its decoded
+    # clips for the whole run: 0.42 s a step against 0.50 with a fresh worker every epoch
+    # (RESULTS.md, "the loader"; without a worker, 0.43).
     "default": Preset(48, 192, 108, (3, 7), 1100, 16, 20, span_s="clip",
-                      train=("--data.decode_cache_mb", "256", "--model.dit.width", "96",
-                             "--data.num_workers", "0")),
-    # The benchmark: about 40 minutes on 2 cores; with --ablate naive both models train side
-    # by side on one core each (76 minutes measured on 2 cores, with a loader worker each).
+                      train=("--data.decode_cache_mb", "256", "--model.dit.width", "96")),
+    # The benchmark: 31 minutes on 2 cores (measured alone); with --ablate naive both models
+    # train side by side on one core each (76 minutes measured, with a loader worker each, so
+    # four processes on two cores: here samples are made in the training process instead).
     "bench": Preset(60, 320, 180, (3, 7), 3000, 16, 30, fps=6,
                     train=("--data.decode_cache_mb", "256", "--data.num_workers", "0")),
 }  # fmt: skip

@@ -69,6 +69,11 @@ def _data_lines(report: dict[str, Any]) -> list[str]:
     if report.get("rejected_by_reason"):
         reasons = ", ".join(f"{k} {v}" for k, v in report["rejected_by_reason"].items())
         lines.append(f"- rejected clips by reason: {reasons}")
+    if clips:
+        lines.append(
+            "- every clip, kept or not, with its reasons and a preview: "
+            "`clipmill report curated/` writes `curated/report.html`"
+        )
     if report.get("naive"):
         lines.append(
             f"- naive: {report['naive']['chunks']} fixed 4-s chunks of "

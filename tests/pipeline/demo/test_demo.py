@@ -57,6 +57,11 @@ def test_smoke_demo_writes_a_scored_report(tmp_path: Path, capsys) -> None:
     assert "| curated | heldout | 12 |" in md and "| naive | seen | 48 |" in md
     assert Image.open(out / "loss.png").size == (640, 360)
     assert "report in" in capsys.readouterr().out
+    # The curation's page is left to `clipmill report` (its previews cost the demo's clock),
+    # and the report says how to make it.
+    assert not (out / "curated" / "report.html").exists()
+    assert not (out / "curated" / "work" / "previews").exists()
+    assert "`clipmill report curated/`" in md
     # The latent row went through a trained autoencoder and a cache of the curated clips.
     cache = json.loads((out / "cache" / "cache.json").read_text())
     assert cache["counts"]["clips"] == report["curation"]["clips"]["kept"]
