@@ -19,6 +19,7 @@ the first epoch's fill of the shuffle buffer and model build left out), medians 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -53,12 +54,12 @@ class StepClock(L.Callback):
 
 def child(demo: Path, steps: int, mode: str, run: Path) -> None:
     """One training run in this process (the bench calls itself with --child)."""
-    from pipeline.demo.presets import PRESETS, TINY
-    from pipeline.demo.rows import sample_data, train_overrides
+    from pipeline.demo.presets import PRESETS
+    from pipeline.demo.rows import fit_argv
     from train.cli import train_main
     from train.data import loaders
 
-    preset = PRESETS["default"]
+    preset = dataclasses.replace(PRESETS["default"], steps=steps)
     if mode == "fresh":  # the old loader: a DataLoader, and fresh workers, every epoch
         made = loaders.VideoLoader._epoch_loader
 
@@ -67,13 +68,10 @@ def child(demo: Path, steps: int, mode: str, run: Path) -> None:
             return made(self, epoch)
 
         loaders.VideoLoader._epoch_loader = fresh
-    model = {"sample_every_n_steps": 0, "warmup_steps": 100}
-    overrides = train_overrides(run, steps, model, sample_data(preset))
     workers = "0" if mode == "inproc" else "1"
-    clock = "--trainer.callbacks+=bench_train_loader.StepClock"
-    argv = ["fit", "--config", str(TINY), "--config", str(overrides),
-            "--data.shards", str(demo / "curated" / "shards" / "*.tar"), *preset.train,
-            "--data.num_workers", workers, clock]  # fmt: skip
+    shards = ["--data.shards", str(demo / "curated" / "shards" / "*.tar")]
+    argv = fit_argv(run, shards, preset)
+    argv += ["--data.num_workers", workers, "--trainer.callbacks+=bench_train_loader.StepClock"]
     sys.exit(train_main(argv))
 
 

@@ -55,6 +55,14 @@ def sample_data(preset: Preset) -> dict[str, Any]:
     return {"batch_size": preset.batch_size, **preset.rate(), "flip_prob": 0.0}
 
 
+def fit_argv(run: Path, data_args: list[str], preset: Preset, config: Path = TINY) -> list[str]:
+    """`clipmill train fit` arguments of a demo row: `config`, the preset's steps, warm-up,
+    sample rate and flags, writing into `run`."""
+    model = {"sample_every_n_steps": 0, "warmup_steps": max(1, min(100, preset.steps // 5))}
+    overrides = train_overrides(run, preset.steps, model, sample_data(preset))
+    return ["fit", "--config", str(config), "--config", str(overrides), *data_args, *preset.train]
+
+
 def train_and_sample(
     name: str, data_args: list[str], out: Path, preset: Preset, config: Path = TINY
 ) -> dict[str, Any]:
@@ -66,10 +74,7 @@ def train_and_sample(
 
     run = out / f"run_{name}"
     began = time.perf_counter()
-    model = {"sample_every_n_steps": 0, "warmup_steps": max(1, min(100, preset.steps // 5))}
-    overrides = train_overrides(run, preset.steps, model, sample_data(preset))
-    argv = ["fit", "--config", str(config), "--config", str(overrides), *data_args, *preset.train]
-    if train_main(argv) != 0:
+    if train_main(fit_argv(run, data_args, preset, config)) != 0:
         raise RuntimeError(f"training {name} failed (see the log above)")
     trained = time.perf_counter()
     prompts = out / "eval_prompts.txt"

@@ -36,7 +36,7 @@ class _Records(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        if info is not None and self.epoch is not None:
+        if self.epoch is not None:  # only made for workers
             self.dataset.set_epoch(self.epoch.value)
         return self.dataset.iter_records(worker, num_workers)
 
