@@ -79,12 +79,24 @@ def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     return wall, peak
 
 
+def run_all(cmds: list[list[str]], env: dict | None = None) -> tuple[float, float]:
+    """(summed wall seconds, largest peak tree RSS MB) of commands run one after another,
+    as a user runs one command per file in a loop."""
+    results = [run(cmd, env) for cmd in cmds]
+    return sum(w for w, _ in results), max(p for _, p in results)
+
+
 def median_run(cmd: list[str], repeats: int, before=None, env=None) -> tuple[float, float]:
+    return median_runs([cmd], repeats, before, env)
+
+
+def median_runs(cmds: list[list[str]], repeats: int, before=None, env=None) -> tuple[float, float]:
+    """(median wall, max peak RSS) of `repeats` runs of `run_all(cmds)`, `before` before each."""
     walls, peaks = [], []
     for _ in range(repeats):
         if before:
             before()
-        w, p = run(cmd, env)
+        w, p = run_all(cmds, env)
         walls.append(w)
         peaks.append(p)
     return statistics.median(walls), max(peaks)

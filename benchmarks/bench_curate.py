@@ -1,9 +1,11 @@
 """Curation speed and memory (issue: curation backbone; --gpu: curation at the speed limit).
 
     .venv/bin/python benchmarks/bench_curate.py [--repeats 3] [--minutes 3] [--long-minutes 30]
+    .venv/bin/python benchmarks/bench_curate.py --files 6 --minutes 10 --parts speed  # an hour
     .venv/bin/python benchmarks/bench_curate.py --gpu [--minutes 2] [--json PATH]
 
-1. curate (360p output) vs the floor: one ffmpeg decode+scale+encode with the same settings.
+1. curate (360p output) vs the floor: one ffmpeg decode+scale+encode with the same settings
+   (per file, one after another, as a user would run it; `--files N` curates a folder of N).
 2. curate at source resolution vs `scenedetect -i IN detect-adaptive split-video`.
 3. peak RSS of curate on a short and a long input (the long one is the short one concatenated).
 --gpu instead: footage-hours per GPU-hour of split (TransNetV2), encode (NVENC, NVDEC) and CLIP
@@ -17,11 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine, median_run  # noqa: E402
+from _measure import machine, median_run, median_runs  # noqa: E402
 
 from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
 
@@ -64,12 +67,37 @@ def make_input(minutes: float) -> Path:
 def concat(src: Path, times: int) -> Path:
     """A long input made of `times` copies of src (stream copy: seconds, not minutes)."""
     path = DATA / f"{src.stem}_x{times}.mp4"
+    if times == 1:
+        return src
     if not path.exists():
         listing = DATA / "concat.txt"
-        listing.write_text("".join(f"file '{src.name}'\n" for _ in range(times)))
+        listing.write_text("".join(f"file '{src.resolve()}'\n" for _ in range(times)))
         run_ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(path)])
         listing.unlink()
     return path
+
+
+def make_inputs(files: int, minutes: float) -> Path:
+    """A folder of `files` distinct 720p synth videos of `minutes` each: at most 2 minutes of
+    each is filmed (seeds differ per video), then stream-copied end to end up to `minutes`."""
+    folder = DATA / f"synth_720p_{files}x{minutes:g}min"
+    if folder.exists():
+        return folder
+    filmed = min(minutes, 2.0)
+    raw = DATA / f"raw_{files}x{filmed:g}"
+    if not raw.exists():
+        import subprocess
+
+        subprocess.run([sys.executable, "-m", "pipeline.cli", "synth", "--output", str(raw),
+                        "--videos", str(files), "--seed", "1", "--width", "1280", "--height",
+                        "720", "--duration-s", str(filmed * 60)], check=True)  # fmt: skip
+    tmp = folder.with_suffix(".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for video in sorted(raw.glob("*.mp4")):
+        made = concat(video, max(1, round(minutes / filmed)))
+        (shutil.copy if made == video else shutil.move)(made, tmp / video.name)
+    tmp.rename(folder)
+    return folder
 
 
 def floor_cmd(src: Path, scale: bool = True, encode: bool = True) -> list[str]:
@@ -95,11 +123,85 @@ def gpu_main(args: argparse.Namespace) -> None:
     print(report(device, machine(), rows, Path(args.json)))
 
 
+def speed_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[str, float, str]]:
+    """Part 1: the floor (one ffmpeg per file, one after another), curate on local Ray and
+    in-process; the three alternate, so the machine's drift falls on all of them."""
+    out = DATA / "out"
+    clean = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
+    runs = {
+        "floor": [floor_cmd(src) for src in inputs],
+        "ray": [curate_cmd(target, out)],
+        "local": [curate_cmd(target, out, "--ray.address", "none")],
+    }
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, cmds in runs.items():
+            walls[name].append(median_runs(cmds, 1, clean)[0])
+    print("runs (s):", {name: [round(w, 2) for w in ws] for name, ws in walls.items()})
+    t_floor, t_ray, t_local = (statistics.median(walls[name]) for name in runs)
+    clean()
+    return [
+        ("ffmpeg floor (decode+scale 360p+x264 veryfast crf23)", t_floor, ""),
+        ("clipmill curate, local Ray", t_ray, f"{t_ray / t_floor:.2f}x floor"),
+        ("clipmill curate, --ray.address none", t_local, f"{t_local / t_floor:.2f}x floor"),
+    ]
+
+
+def source_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[str, float, str]]:
+    """Part 2: curate at source resolution vs PySceneDetect's CLI, one run per file (it
+    needs an `ffmpeg` on PATH for split-video)."""
+    shim = DATA / "bin"
+    shim.mkdir(exist_ok=True)
+    if not (shim / "ffmpeg").exists():
+        os.symlink(ffmpeg_exe(), shim / "ffmpeg")
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    sd_out, out = DATA / "sd_out", DATA / "out"
+    sd = [[str(BIN / "scenedetect"), "-q", "-i", str(src), "-o", str(sd_out), "detect-adaptive",
+           "split-video"] for src in inputs]  # fmt: skip
+    t_sd, _ = median_runs(sd, repeats, lambda: shutil.rmtree(sd_out, ignore_errors=True), env)
+    at_source = ["--transcode.short_side", "null", "--split.detector", "adaptive"]
+    t_src, _ = median_run(curate_cmd(target, out, *at_source), repeats,
+                          lambda: shutil.rmtree(out, ignore_errors=True))  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)
+    return [
+        ("scenedetect detect-adaptive split-video", t_sd, ""),
+        ("clipmill curate at source res, adaptive", t_src, f"{t_sd / t_src:.2f}x faster"),
+    ]
+
+
+def rss_rows(src: Path, minutes: float, long_minutes: float) -> list[tuple[str, float, str]]:
+    """Part 3: in-process peak RSS on a short and a long input (copies of the short one)."""
+    out = DATA / "out"
+    clean = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
+    long_src = concat(src, max(1, round(long_minutes / minutes)))
+    _, rss_short = median_run(curate_cmd(src, out, "--ray.address", "none"), 1, clean)
+    _, rss_long = median_run(curate_cmd(long_src, out, "--ray.address", "none"), 1, clean)
+    _, rss_ray = median_run(curate_cmd(src, out), 1, clean)
+    clean()
+    return [
+        (f"peak RSS, {minutes:g}-min input (in-process)", rss_short, "MB"),
+        (f"peak RSS, {long_minutes:g}-min input (in-process)", rss_long,
+         f"MB ({rss_long / rss_short:.2f}x)"),
+        (f"peak RSS, {minutes:g}-min input, local Ray (all processes)", rss_ray, "MB"),
+    ]  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--minutes", type=float, default=3)
+    ap.add_argument("--minutes", type=float, default=3, help="length of each input file")
+    ap.add_argument(
+        "--files",
+        type=int,
+        default=1,
+        help="inputs: this many distinct synth videos (curate gets their folder)",
+    )
     ap.add_argument("--long-minutes", type=float, default=30)
+    ap.add_argument(
+        "--parts",
+        default="speed,source,rss",
+        help="which tables: speed (vs the floor), source (vs scenedetect), rss",
+    )
     ap.add_argument("--gpu", action="store_true", help="GPU vs CPU rates of the GPU-able stages")
     ap.add_argument("--json", default=str(DATA / "bench_curate_gpu.json"), help="--gpu's JSON")
     args = ap.parse_args()
@@ -107,62 +209,19 @@ def main() -> None:
     if args.gpu:
         gpu_main(args)
         return
-    src = make_input(args.minutes)
-    out = DATA / "out"
-    clean = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
+    if args.files > 1:
+        target = make_inputs(args.files, args.minutes)
+        inputs = sorted(target.glob("*.mp4"))
+    else:
+        target = make_input(args.minutes)
+        inputs = [target]
+    parts = set(args.parts.split(","))
     rows = []
-
-    t_floor, _ = median_run(floor_cmd(src), args.repeats)
-    t_ray, rss_ray = median_run(curate_cmd(src, out), args.repeats, clean)
-    t_local, _ = median_run(curate_cmd(src, out, "--ray.address", "none"), args.repeats, clean)
-    rows += [
-        ("ffmpeg floor (decode+scale 360p+x264 veryfast crf23)", t_floor, ""),
-        ("clipmill curate, local Ray", t_ray, f"{t_ray / t_floor:.2f}x floor"),
-        ("clipmill curate, --ray.address none", t_local, f"{t_local / t_floor:.2f}x floor"),
-    ]
-
-    # Source resolution vs PySceneDetect's CLI (it needs an `ffmpeg` on PATH for split-video).
-    shim = DATA / "bin"
-    shim.mkdir(exist_ok=True)
-    if not (shim / "ffmpeg").exists():
-        os.symlink(ffmpeg_exe(), shim / "ffmpeg")
-    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
-    sd_out = DATA / "sd_out"
-    sd = [
-        str(BIN / "scenedetect"),
-        "-q",
-        "-i",
-        str(src),
-        "-o",
-        str(sd_out),
-        "detect-adaptive",
-        "split-video",
-    ]
-    t_sd, _ = median_run(sd, args.repeats, lambda: shutil.rmtree(sd_out, ignore_errors=True), env)
-    t_src, _ = median_run(
-        curate_cmd(src, out, "--transcode.short_side", "null", "--split.detector", "adaptive"),
-        args.repeats,
-        clean,
-    )
-    rows += [
-        ("scenedetect detect-adaptive split-video", t_sd, ""),
-        ("clipmill curate at source res, adaptive", t_src, f"{t_sd / t_src:.2f}x faster"),
-    ]
-
-    long_src = concat(src, max(1, round(args.long_minutes / args.minutes)))
-    _, rss_short = median_run(curate_cmd(src, out, "--ray.address", "none"), 1, clean)
-    _, rss_long = median_run(curate_cmd(long_src, out, "--ray.address", "none"), 1, clean)
-    rows += [
-        (f"peak RSS, {args.minutes:g}-min input (in-process)", rss_short, "MB"),
-        (
-            f"peak RSS, {args.long_minutes:g}-min input (in-process)",
-            rss_long,
-            f"MB ({rss_long / rss_short:.2f}x)",
-        ),
-        (f"peak RSS, {args.minutes:g}-min input, local Ray (all processes)", rss_ray, "MB"),
-    ]
-    clean()
-    print(f"machine: {machine()}; median of {args.repeats}")
+    rows += speed_rows(inputs, target, args.repeats) if "speed" in parts else []
+    rows += source_rows(inputs, target, args.repeats) if "source" in parts else []
+    rows += rss_rows(inputs[0], args.minutes, args.long_minutes) if "rss" in parts else []
+    footage = f"{len(inputs)} file(s) of {args.minutes:g} min of synthetic 720p"
+    print(f"machine: {machine()}; median of {args.repeats}; {footage}")
     print("| what | value | note |\n|---|---|---|")
     for name, value, note in rows:
         print(f"| {name} | {value:.2f} | {note} |")

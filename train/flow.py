@@ -38,6 +38,11 @@ class FlowConfig:
     """the shift grows as base_shift * sqrt(tokens / base_tokens)"""
     shift: float | None = None
     """a fixed shift instead of the token rule"""
+    prediction: Literal["v", "x"] = "v"
+    """what the network outputs: the velocity, or the clean sample x0 (JiT, Li & He 2025),
+    turned into a velocity before the loss and the sampler, so both stay velocity-based"""
+    t_min: float = 0.05
+    """x-prediction divides by t (v = (x_t - x0) / t): t is clamped here first"""
 
     def __post_init__(self) -> None:
         if self.logit_std <= 0:
@@ -48,6 +53,10 @@ class FlowConfig:
             raise ValueError("--model.flow.shift must be > 0")
         if self.base_shift <= 0:
             raise ValueError("--model.flow.base_shift must be > 0")
+        if self.prediction not in ("v", "x"):
+            raise ValueError(f"--model.flow.prediction must be v or x, got {self.prediction!r}")
+        if not 0 < self.t_min < 1:
+            raise ValueError("--model.flow.t_min must be in (0, 1)")
 
 
 def shift_time(t: Tensor, shift: float) -> Tensor:
@@ -77,6 +86,19 @@ class RectifiedFlow:
         z = torch.randn(n, generator=generator, device=device)
         t = torch.sigmoid(self.cfg.logit_mean + self.cfg.logit_std * z)
         return shift_time(t, self.shift_for(num_tokens))
+
+    def velocity(self, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """The velocity the network's output `out` stands for at (x_t, t)."""
+        if self.cfg.prediction == "v":
+            return out
+        t = t.view(-1, *([1] * (x_t.dim() - 1))).to(out.dtype).clamp_min(self.cfg.t_min)
+        return (x_t - out) / t
+
+    def as_velocity(self, model: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        """`model(x, t, ...)` wrapped to return velocities, for `guided` and `sample`."""
+        if self.cfg.prediction == "v":
+            return model
+        return lambda x, t, *args, **kw: self.velocity(model(x, t, *args, **kw), x, t)
 
     @staticmethod
     def interpolate(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:

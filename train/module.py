@@ -230,7 +230,7 @@ class VideoDiffusion(L.LightningModule):
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
         x_t = self.flow.interpolate(x0, noise, t)
-        pred = (model or self.dit)(x_t, t, states, mask, micro)
+        pred = self.flow.as_velocity(model or self.dit)(x_t, t, states, mask, micro)
         return self.flow.loss(pred, x0, noise, batch.get("weight"))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -362,7 +362,7 @@ class VideoDiffusion(L.LightningModule):
             shape = (b, *self.vae.latent_shape(num_frames, h, w))
         cond = {"text_states": states, "text_mask": mask, "micro": values}
         uncond = {**cond, "text_mask": torch.zeros_like(mask)}
-        velocity = guided(model, cond, uncond, cfg_scale)
+        velocity = guided(self.flow.as_velocity(model), cond, uncond, cfg_scale)
         ts = self.flow.timesteps(steps, self.dit.num_tokens(shape), self.device)
         noise = initial_noise(shape, seed, self.device)
         out = sample(velocity, noise, ts, method)

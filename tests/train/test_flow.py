@@ -122,3 +122,35 @@ def test_cfg_runs_unequal_conditions_separately():
 def test_bad_flow_config_names_the_flag():
     with pytest.raises(ValueError, match="--model.flow.logit_std"):
         FlowConfig(logit_std=0)
+
+
+def test_x_prediction_is_turned_into_the_true_velocity_and_samples_its_data_point():
+    flow = RectifiedFlow(FlowConfig(prediction="x", t_min=0.05))
+    x0, noise = torch.randn(3, 3, 2, 4, 4), torch.randn(3, 3, 2, 4, 4)
+    t = torch.tensor([0.9, 0.3, 0.06])
+    x_t = flow.interpolate(x0, noise, t)
+    # A network that outputs the clean sample has the flow's own velocity, so zero loss.
+    assert torch.allclose(flow.velocity(x0, x_t, t), noise - x0, atol=1e-5)
+    assert flow.loss(flow.velocity(x0, x_t, t), x0, noise)[0].item() < 1e-9
+    # Below t_min the division is clamped, not blown up.
+    tiny = flow.velocity(torch.zeros_like(x0), x_t, torch.full((3,), 1e-6))
+    assert torch.allclose(tiny, x_t / 0.05)
+    # The sampler integrates an x-predicting oracle (data at c) to c, through CFG.
+    c = torch.randn(2, 3, 2, 4, 4)
+
+    def clean(x, t, text_states, text_mask, micro=None):  # cond and uncond share one batch
+        return c.repeat(x.shape[0] // c.shape[0], 1, 1, 1, 1)
+
+    oracle = flow.as_velocity(clean)
+    cond, uncond = _conds()
+    ts = flow.timesteps(20, num_tokens=64)
+    out = sample(guided(oracle, cond, uncond, 3.0), initial_noise(tuple(c.shape), seed=0), ts)
+    assert torch.allclose(out, c, atol=1e-4)
+    assert RectifiedFlow().as_velocity(_toy_model) is _toy_model  # v: the output as it is
+
+
+def test_bad_prediction_names_the_flag():
+    with pytest.raises(ValueError, match="--model.flow.prediction"):
+        FlowConfig(prediction="eps")
+    with pytest.raises(ValueError, match="--model.flow.t_min"):
+        FlowConfig(prediction="x", t_min=0)
