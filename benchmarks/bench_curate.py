@@ -64,9 +64,10 @@ def make_input(minutes: float) -> Path:
     return path
 
 
-def concat(src: Path, times: int) -> Path:
-    """A long input made of `times` copies of src (stream copy: seconds, not minutes)."""
-    path = DATA / f"{src.stem}_x{times}.mp4"
+def concat(src: Path, times: int, path: Path | None = None) -> Path:
+    """A long input made of `times` copies of src (stream copy: seconds, not minutes), at
+    `path` (default: DATA/<stem>_x<times>.mp4, kept for the next run)."""
+    path = path or DATA / f"{src.stem}_x{times}.mp4"
     if times == 1:
         return src
     if not path.exists():
@@ -92,10 +93,11 @@ def make_inputs(files: int, minutes: float) -> Path:
                         "--videos", str(files), "--seed", "1", "--width", "1280", "--height",
                         "720", "--duration-s", str(filmed * 60)], check=True)  # fmt: skip
     tmp = folder.with_suffix(".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # an interrupted run's files may be cut short
+    tmp.mkdir(parents=True)
     for video in sorted(raw.glob("*.mp4")):
-        made = concat(video, max(1, round(minutes / filmed)))
-        (shutil.copy if made == video else shutil.move)(made, tmp / video.name)
+        if concat(video, max(1, round(minutes / filmed)), tmp / video.name) == video:
+            shutil.copy(video, tmp / video.name)
     tmp.rename(folder)
     return folder
 

@@ -2,7 +2,8 @@
 
 Convention: `x_t = (1 - t) * x0 + t * noise`, t ∈ [0, 1], t = 1 is pure noise,
 and the model predicts the velocity `v = noise - x0` (so dx/dt = v and sampling
-integrates from t = 1 down to t = 0). Nothing here knows about Lightning or
+integrates from t = 1 down to t = 0); with `prediction: x` it outputs x0 instead,
+which `RectifiedFlow.velocity` turns into that velocity. Nothing here knows about Lightning or
 the DiT: a model is any `fn(x, t, **cond) -> v`, as with a diffusers scheduler.
 
 Timesteps follow SD3: logit-normal during training, and both training and
