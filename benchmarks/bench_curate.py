@@ -207,6 +207,9 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="GPU vs CPU rates of the GPU-able stages")
     ap.add_argument("--json", default=str(DATA / "bench_curate_gpu.json"), help="--gpu's JSON")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if parts - {"speed", "source", "rss"}:
+        ap.error(f"--parts: unknown {sorted(parts - {'speed', 'source', 'rss'})}")
     DATA.mkdir(exist_ok=True)
     if args.gpu:
         gpu_main(args)
@@ -217,7 +220,6 @@ def main() -> None:
     else:
         target = make_input(args.minutes)
         inputs = [target]
-    parts = set(args.parts.split(","))
     rows = []
     rows += speed_rows(inputs, target, args.repeats) if "speed" in parts else []
     rows += source_rows(inputs, target, args.repeats) if "source" in parts else []
