@@ -92,8 +92,9 @@ class RectifiedFlow:
         """The velocity the network's output `out` stands for at (x_t, t)."""
         if self.cfg.prediction == "v":
             return out
-        t = t.view(-1, *([1] * (x_t.dim() - 1))).to(out.dtype).clamp_min(self.cfg.t_min)
-        return (x_t - out) / t
+        # In float32: under bf16 autocast the 1/t (up to 1/t_min) would magnify bf16's error.
+        t = t.view(-1, *([1] * (x_t.dim() - 1))).float().clamp_min(self.cfg.t_min)
+        return (x_t.float() - out.float()) / t
 
     def as_velocity(self, model: Callable[..., Tensor]) -> Callable[..., Tensor]:
         """`model(x, t, ...)` wrapped to return velocities, for `guided` and `sample`."""
