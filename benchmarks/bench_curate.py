@@ -24,12 +24,27 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine, median_run, median_runs  # noqa: E402
+from _measure import machine, median_run, median_runs, run_all  # noqa: E402
 
 from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 BIN = Path(sys.executable).parent
+OUT = DATA / "out"  # every curate run writes here, emptied before each
+
+
+def clean_out() -> None:
+    shutil.rmtree(OUT, ignore_errors=True)
+
+
+def synth(raw: Path, videos: int, seed: int, minutes: float) -> None:
+    """`clipmill synth` of `videos` 1280x720 videos of `minutes` each into `raw`."""
+    import subprocess
+
+    # `-m pipeline.cli`, not the `clipmill` script: a GPU machine may run a plain python3.
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "synth", "--output", str(raw),
+                    "--videos", str(videos), "--seed", str(seed), "--width", "1280",
+                    "--height", "720", "--duration-s", str(minutes * 60)], check=True)  # fmt: skip
 
 
 def make_input(minutes: float) -> Path:
@@ -37,28 +52,7 @@ def make_input(minutes: float) -> Path:
     if path.exists():
         return path
     raw = DATA / f"raw_{minutes:g}"
-    # `-m pipeline.cli`, not the `clipmill` script: a GPU machine may run a plain python3.
-    run_cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.cli",
-        "synth",
-        "--output",
-        str(raw),
-        "--videos",
-        "1",
-        "--seed",
-        "0",
-        "--width",
-        "1280",
-        "--height",
-        "720",
-        "--duration-s",
-        str(minutes * 60),
-    ]
-    import subprocess
-
-    subprocess.run(run_cmd, check=True)
+    synth(raw, 1, 0, minutes)
     shutil.move(raw / "video_000.mp4", path)
     shutil.rmtree(raw)
     return path
@@ -87,11 +81,7 @@ def make_inputs(files: int, minutes: float) -> Path:
     filmed = min(minutes, 2.0)
     raw = DATA / f"raw_{files}x{filmed:g}"
     if not raw.exists():
-        import subprocess
-
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "synth", "--output", str(raw),
-                        "--videos", str(files), "--seed", "1", "--width", "1280", "--height",
-                        "720", "--duration-s", str(filmed * 60)], check=True)  # fmt: skip
+        synth(raw, files, 1, filmed)
     tmp = folder.with_suffix(".partial")
     shutil.rmtree(tmp, ignore_errors=True)  # an interrupted run's files may be cut short
     tmp.mkdir(parents=True)
@@ -128,20 +118,19 @@ def gpu_main(args: argparse.Namespace) -> None:
 def speed_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[str, float, str]]:
     """Part 1: the floor (one ffmpeg per file, one after another), curate on local Ray and
     in-process; the three alternate, so the machine's drift falls on all of them."""
-    out = DATA / "out"
-    clean = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
     runs = {
         "floor": [floor_cmd(src) for src in inputs],
-        "ray": [curate_cmd(target, out)],
-        "local": [curate_cmd(target, out, "--ray.address", "none")],
+        "ray": [curate_cmd(target, OUT)],
+        "local": [curate_cmd(target, OUT, "--ray.address", "none")],
     }
     walls: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, cmds in runs.items():
-            walls[name].append(median_runs(cmds, 1, clean)[0])
+            clean_out()
+            walls[name].append(run_all(cmds)[0])
     print("runs (s):", {name: [round(w, 2) for w in ws] for name, ws in walls.items()})
     t_floor, t_ray, t_local = (statistics.median(walls[name]) for name in runs)
-    clean()
+    clean_out()
     return [
         ("ffmpeg floor (decode+scale 360p+x264 veryfast crf23)", t_floor, ""),
         ("clipmill curate, local Ray", t_ray, f"{t_ray / t_floor:.2f}x floor"),
@@ -157,14 +146,13 @@ def source_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[st
     if not (shim / "ffmpeg").exists():
         os.symlink(ffmpeg_exe(), shim / "ffmpeg")
     env = {"PATH": f"{shim}:{os.environ['PATH']}"}
-    sd_out, out = DATA / "sd_out", DATA / "out"
+    sd_out = DATA / "sd_out"
     sd = [[str(BIN / "scenedetect"), "-q", "-i", str(src), "-o", str(sd_out), "detect-adaptive",
            "split-video"] for src in inputs]  # fmt: skip
     t_sd, _ = median_runs(sd, repeats, lambda: shutil.rmtree(sd_out, ignore_errors=True), env)
     at_source = ["--transcode.short_side", "null", "--split.detector", "adaptive"]
-    t_src, _ = median_run(curate_cmd(target, out, *at_source), repeats,
-                          lambda: shutil.rmtree(out, ignore_errors=True))  # fmt: skip
-    shutil.rmtree(out, ignore_errors=True)
+    t_src, _ = median_run(curate_cmd(target, OUT, *at_source), repeats, clean_out)
+    clean_out()
     return [
         ("scenedetect detect-adaptive split-video", t_sd, ""),
         ("clipmill curate at source res, adaptive", t_src, f"{t_sd / t_src:.2f}x faster"),
@@ -173,13 +161,11 @@ def source_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[st
 
 def rss_rows(src: Path, minutes: float, long_minutes: float) -> list[tuple[str, float, str]]:
     """Part 3: in-process peak RSS on a short and a long input (copies of the short one)."""
-    out = DATA / "out"
-    clean = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
     long_src = concat(src, max(1, round(long_minutes / minutes)))
-    _, rss_short = median_run(curate_cmd(src, out, "--ray.address", "none"), 1, clean)
-    _, rss_long = median_run(curate_cmd(long_src, out, "--ray.address", "none"), 1, clean)
-    _, rss_ray = median_run(curate_cmd(src, out), 1, clean)
-    clean()
+    _, rss_short = median_run(curate_cmd(src, OUT, "--ray.address", "none"), 1, clean_out)
+    _, rss_long = median_run(curate_cmd(long_src, OUT, "--ray.address", "none"), 1, clean_out)
+    _, rss_ray = median_run(curate_cmd(src, OUT), 1, clean_out)
+    clean_out()
     return [
         (f"peak RSS, {minutes:g}-min input (in-process)", rss_short, "MB"),
         (f"peak RSS, {long_minutes:g}-min input (in-process)", rss_long,
