@@ -32,8 +32,9 @@ from bench_curate import BIN, DATA, floor_cmd, make_input  # noqa: E402
 
 from pipeline.config.curate import build_config  # noqa: E402
 from pipeline.driver import _discover, video_stages  # noqa: E402
+from pipeline.stages.lowres import decode_lowres  # noqa: E402
 from pipeline.stages.probe import probe_video  # noqa: E402
-from pipeline.stages.split import analysis_size, decode_lowres  # noqa: E402
+from pipeline.stages.split import analysis_size  # noqa: E402
 from schemas.layout import work_dir  # noqa: E402
 
 

@@ -46,6 +46,7 @@ from pipeline.staging import (
     prepare_rescore,
     score_fingerprint,
 )
+from pipeline.staging_spans import SpansStage
 from schemas import empty_video
 from schemas.layout import video_dir, work_dir
 
@@ -130,18 +131,38 @@ def mp4_scorers(cfg: CurateConfig) -> list[Stage]:
     return stages
 
 
-def unit_stages(cfg: CurateConfig, durations: list[float | None] | None = None) -> list[Stage]:
-    """The fan-out of long videos into encode units, when `--transcode.chunk_s` can apply.
+def _any_long(durations: list[float | None] | None, seconds: float | None) -> bool:
+    """Whether some video may be longer than `seconds` (an unknown duration may)."""
+    if seconds is None:
+        return False
+    return durations is None or any(d is None or d > seconds for d in durations)
 
-    Left out when every video is too short to make two units, so the CPU stages of such a
-    run stay fused in one pool, as before (`fuse_cpu_stages`). The probed durations are the
-    container's word: half of chunk_s leaves room for one that is short of the frames,
-    and an unknown duration counts as long. Out or in, a video's units are the same.
+
+def span_stages(
+    cfg: CurateConfig, work: Path, durations: list[float | None] | None = None
+) -> list[Stage]:
+    """The fan-out of long videos into analysis spans, when `--split.chunk_s` can apply
+    (`SpansStage` leaves a video shorter than 1.5 chunk_s whole)."""
+    chunk_s = cfg.split.chunk_s
+    if not _any_long(durations, None if chunk_s is None else 1.5 * chunk_s):
+        return []
+    # spans: 1:N, a long video as one row per analysis span; reads its timestamps (seconds).
+    return [(SpansStage, (cfg.split, str(work)), StageResources(num_cpus=0.25))]
+
+
+def unit_stages(cfg: CurateConfig, durations: list[float | None] | None = None) -> list[Stage]:
+    """The fan-out of long videos into encode units, when `--transcode.chunk_s` can apply;
+    also where the rows of analysis spans that another span joined are dropped.
+
+    Left out when every video is too short to make two units (or spans), so the CPU stages
+    of such a run stay fused in one pool, as before (`fuse_cpu_stages`). The probed
+    durations are the container's word: half of chunk_s leaves room for one that is short
+    of the frames, and an unknown duration counts as long. Out or in, a video's units are
+    the same.
     """
     tc = cfg.transcode
-    if not tc.chunked:
-        return []
-    if durations is not None and all(d is not None and d <= tc.chunk_s / 2 for d in durations):
+    units = tc.chunked and _any_long(durations, tc.chunk_s / 2)
+    if not units and not span_stages(cfg, Path(), durations):
         return []
     # units: 1:N, a video longer than chunk_s as one row per encode unit; a cheap task.
     return [(UnitsStage, (tc,), StageResources(num_cpus=0.25))]
@@ -153,7 +174,9 @@ def video_stages(
     """The stages one unfinished video goes through, in order, split to finalize;
     `durations` (the probed ones of the videos to process) may leave out `unit_stages`."""
     return [
-        # split: 1:1, one low-res decode per video; TransNetV2 (GPU-able) loads once per actor.
+        *span_stages(cfg, work, durations),
+        # split: 1:1, one low-res decode per video (or span); TransNetV2 (GPU-able) loads once
+        # per actor.
         (SplitStage, (cfg.split, str(work)), cfg.split.resources),
         *unit_stages(cfg, durations),
         # transcode: 1:N clips, one ffmpeg pass per video or unit (x264 threads).

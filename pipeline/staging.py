@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ from pipeline.config.curate import CurateConfig, SplitConfig, TranscodeConfig
 from pipeline.config.scores import scoring_params
 from pipeline.stages.frames import load_frames, remove_caches
 from pipeline.stages.lowres import LowresRecorder
+from pipeline.stages.spans import claim_last
 from pipeline.stages.split import Splitter
 from pipeline.stages.transcode import encode_units, transcode_video
+from pipeline.staging_spans import PENDING, SPANS, split_span
 from schemas.layout import partial_dir, video_dir
 
 # Keys of the split stage's working state that never leave the stage.
@@ -97,18 +100,29 @@ class SplitStage:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         video = json.loads(row["video"])
         folder = partial_dir(self.work, video["video_id"])
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        span = video.pop("span", None)
+        if span is not None:  # one span of a long video (`SpansStage`)
+            whole = partial(self._whole, folder=folder)
+            video = split_span(self.splitter, video, span, folder, whole)
+            if video is None:  # another span joins the video
+                return {"video": json.dumps({PENDING: True})}
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            video = self._whole(video, folder)
+        for key in _SCRATCH:
+            video.pop(key, None)
+        video["stage_dir"] = str(folder)
+        return {"video": json.dumps(video)}
+
+    def _whole(self, video: dict[str, Any], folder: Path) -> dict[str, Any]:
         recorder = LowresRecorder(folder, self.cfg.sample_fps)
         try:
             video = self.splitter(video, sink=recorder)
             recorder.finish()
         finally:
             recorder.close()
-        for key in _SCRATCH:
-            video.pop(key, None)
-        video["stage_dir"] = str(folder)
-        return {"video": json.dumps(video)}
+        return video
 
 
 class TranscodeStage:
@@ -142,6 +156,8 @@ class UnitsStage:
 
     def __call__(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         video = json.loads(row["video"])
+        if video.get(PENDING):
+            return []  # a span whose video another span joined (`SplitStage`)
         cfg = self.cfg
         whole = (
             video["status"] != "ok"
@@ -194,7 +210,8 @@ class FinalizeStage:
         final = folder.with_name(video["video_id"])
         shutil.rmtree(final, ignore_errors=True)
         os.replace(folder, final)
-        shutil.rmtree(final / UNITS, ignore_errors=True)
+        for scratch in (UNITS, SPANS):  # left by a unit or span re-run after the gathering
+            shutil.rmtree(final / scratch, ignore_errors=True)
         return {
             "video_id": video["video_id"],
             "status": video["status"],
@@ -256,15 +273,8 @@ def gather_units(folder: Path, video: dict[str, Any], unit: dict[str, Any]) -> d
     tmp = units / f"{index:05d}.tmp"
     tmp.write_text(json.dumps(part))
     os.replace(tmp, units / f"{index:05d}.json")
-    if len(list(units.glob("*.json"))) < count:
+    if not claim_last(units, index, count, "*.json"):
         return None
-    claim = units / "gatherer"
-    try:
-        with open(claim, "x") as f:
-            f.write(str(index))
-    except FileExistsError:
-        if claim.read_text() != str(index):
-            return None
     parts = [json.loads((units / f"{k:05d}.json").read_text()) for k in range(count)]
     clips = [c for p in parts for c in p["clips"]]
     return dict(video, clips=clips, encode_units=[p["encode"] for p in parts])

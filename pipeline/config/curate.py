@@ -103,6 +103,13 @@ class SplitConfig:
     """cuda: the analysis decode runs on the GPU's NVDEC (`-hwaccel cuda`), probed at start.
     How the stage runs, not what it finds (no re-do on resume): the frames differ only by
     the deblocking filter, which NVDEC always applies and the CPU decode skips."""
+    chunk_s: float | None = runtime(300.0)
+    """A video at least twice this long is analysed in spans of about this many seconds,
+    each on its own worker, and joined: the same cuts, masks and samples as one worker's
+    pass (`pipeline/stages/spans.py`), so a long recording keeps a node busy. Each span
+    costs an ffmpeg start, a seek and a few seconds of look-around decoded twice. null:
+    one analysis per video. Not applied to a stream without timestamps, or one whose
+    decode shows damage (that video is analysed in one piece)."""
     resources: StageResources = field(default_factory=StageResources)
 
     def __post_init__(self) -> None:
@@ -143,6 +150,11 @@ class SplitConfig:
             0 < self.flash_min_jump <= 255,
             "split.flash_min_jump",
             f"must be in (0, 255], got {self.flash_min_jump}",
+        )
+        check(
+            self.chunk_s is None or self.chunk_s >= 10,
+            "split.chunk_s",
+            f"must be >= 10 seconds or null, got {self.chunk_s}",
         )
         check(0 <= self.sample_fps <= 60, "split.sample_fps", "must be in [0, 60]")
         _check_hwaccel(self.hwaccel, "split.hwaccel")

@@ -157,17 +157,20 @@ class Aligner:
     never reach a kept clip, so what they are filled with does not matter.
     """
 
-    def __init__(self, timeline: Timeline) -> None:
-        self.timeline = timeline
+    def __init__(self, timeline: Timeline, start: int = 0) -> None:
+        self.timeline, self.start = timeline, start
         self.missing: set[int] = set()  # slots with a packet that no frame landed on
         self.jumps: set[int] = set()  # slots with no packet, or frames with no slot
         self.duplicates = 0
-        self._next = 0
+        self._next = start
         self._last: np.ndarray | None = None
 
     def push(self, seconds: float, rgb: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """One decoded frame at its timestamp; returns the (slot, frame) pairs now settled."""
+        """One decoded frame at its timestamp; returns the (slot, frame) pairs now settled.
+        Frames before `start` (a seek's pre-roll, for a span of the video) are dropped."""
         slot = self.timeline.slot(seconds)
+        if slot is not None and slot < self.start:
+            return []
         if slot is None or slot < self._next:
             # No slot near its time (an invented timestamp), or a second frame on a slot.
             if slot is not None:
@@ -182,11 +185,12 @@ class Aligner:
         self._last, self._next = rgb, slot + 1
         return [*out, (slot, rgb)]
 
-    def finish(self) -> list[tuple[int, np.ndarray]]:
-        """Fill the slots after the last decoded frame (a truncated or broken tail)."""
+    def finish(self, end: int | None = None) -> list[tuple[int, np.ndarray]]:
+        """Fill the slots after the last decoded frame up to `end` (default: the last slot;
+        a truncated or broken tail)."""
         if self._last is None:
             return []
-        n = self.timeline.n
+        n = self.timeline.n if end is None else min(end, self.timeline.n)
         self._mark_gap(self._next, n)
         out = [(s, self._last) for s in range(self._next, n)]
         self._next = n

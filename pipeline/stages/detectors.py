@@ -44,12 +44,17 @@ class SceneDetectDetector:
         ]
         self._last = index
 
-    def finish(self) -> tuple[list[int], np.ndarray]:
-        if self._last >= 0:
+    def cuts(self, last: bool = True) -> list[int]:
+        """Every cut found so far; `last`: the video ended, so a pending cut is flushed too
+        (a span of a longer video stops early instead, past its own frames)."""
+        if last and self._last >= 0:
             self._cuts += [
                 int(t.frame_num) for t in self._det.post_process(self._tc(self._last, self._fps))
             ]
-        return sorted({c for c in self._cuts if 0 < c <= self._last}), np.zeros(0, bool)
+        return sorted({c for c in self._cuts if 0 < c <= self._last})
+
+    def finish(self) -> tuple[list[int], np.ndarray]:
+        return self.cuts(), np.zeros(0, bool)
 
 
 class TransNetDetector:
@@ -57,12 +62,17 @@ class TransNetDetector:
 
     Mirrors `TransNetV2.predict_frames` (25 frames of context each side, the
     first/last frame repeated at the ends) without holding the whole video.
+
+    `start` > 0 scores a span of a longer video from its frame `start` on (a multiple of
+    `STEP * batch_windows`): it is fed from frame `start - CONTEXT`, so its windows and their
+    batches are the whole video's, and so are its scores (`scores`).
     """
 
     WINDOW, STEP, CONTEXT = 100, 50, 25
 
-    def __init__(self, model, threshold: float, batch_windows: int = 4) -> None:
+    def __init__(self, model, threshold: float, batch_windows: int = 4, start: int = 0) -> None:
         self.model, self.threshold, self.batch_windows = model, threshold, batch_windows
+        self.start = start
         self._buf: list[np.ndarray] = []
         self._pending: list[np.ndarray] = []
         self._single: list[np.ndarray] = []
@@ -76,11 +86,13 @@ class TransNetDetector:
         return cv2.resize(rgb, (48, 27), interpolation=cv2.INTER_AREA)
 
     def push(self, index: int, rgb: np.ndarray) -> None:
+        if index < self.start - self.CONTEXT:
+            return
         small = self._small(rgb)
-        if not self._buf:
+        if not self._buf and self.start == 0:
             self._buf = [small] * self.CONTEXT
         self._buf.append(small)
-        self._n += 1
+        self._n += index >= self.start
         self._drain(final=False)
 
     def _drain(self, final: bool) -> None:
@@ -105,17 +117,30 @@ class TransNetDetector:
         self._many += list(many[:, lo:hi, 0].cpu().numpy())
         self._pending = []
 
+    def scores(self, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(single-frame, many-frame) transition scores of frames start.. on: the first
+        `count` of them (a span fed past its end, whose windows have all run), or, with
+        None, all that were pushed (the video ended: the tail is padded as a whole video's)."""
+        if count is None:
+            count = self._n
+            if count and self._buf:
+                # Pad with the last frame until every real frame sat in a window's centre.
+                last = self._buf[-1]
+                while (len(self._single) + len(self._pending)) * self.STEP < count:
+                    self._buf.append(last)
+                    self._drain(final=False)
+                self._run()
+        if count == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        single, many = np.concatenate(self._single), np.concatenate(self._many)
+        if len(single) < count:
+            raise RuntimeError(f"TransNetV2 scored {len(single)} of {count} frames")
+        return single[:count], many[:count]
+
     def finish(self) -> tuple[list[int], np.ndarray]:
-        if self._n == 0:
+        single, many = self.scores()
+        if len(single) == 0:
             return [], np.zeros(0, bool)
-        # Pad with the last frame until every real frame sat in a window's centre.
-        last = self._buf[-1]
-        while (len(self._single) + len(self._pending)) * self.STEP < self._n:
-            self._buf.append(last)
-            self._drain(final=False)
-        self._run()
-        single = np.concatenate(self._single)[: self._n]
-        many = np.concatenate(self._many)[: self._n]
         return cuts_from_scores(single, self.threshold), long_runs(many > self.threshold, 3)
 
 
@@ -179,9 +204,10 @@ class SoftTransitionGuard:
         self.k, self.min_change, self.max_ratio = k, min_change, max_ratio
         self.max_shift_ratio = max_shift_ratio
         self._win: deque[np.ndarray] = deque(maxlen=2 * k + 1)
-        self._flags: list[bool] = []
+        self.centres: list[int] = []  # frames that are a blend of their neighbours k away
 
     def push(self, index: int, rgb: np.ndarray) -> None:
+        """Frames in order; `index` numbers them (a span of a video starts past 0)."""
         self._win.append(rgb.astype(np.float32))
         if len(self._win) == self._win.maxlen:
             a, mid, b = self._win[0], self._win[self.k], self._win[-1]
@@ -190,17 +216,19 @@ class SoftTransitionGuard:
             flag = change > self.min_change and resid < self.max_ratio * change
             if flag and self.max_shift_ratio > 0:
                 flag = shift_residual(a.mean(axis=2), b.mean(axis=2)) >= self.max_shift_ratio
-            self._flags.append(flag)
+            if flag:
+                self.centres.append(index - self.k)
 
     def finish(self, n: int) -> np.ndarray:
-        """Mask over all n frames, each flagged run widened by k on both sides."""
-        mask = np.zeros(n, bool)
-        centre = np.zeros(n, bool)
-        flags = np.array(self._flags, bool)
-        centre[self.k : self.k + len(flags)] = flags
-        for i in np.flatnonzero(centre):
-            mask[max(0, i - self.k) : i + self.k + 1] = True
-        return mask
+        return widen(self.centres, self.k, n)
+
+
+def widen(centres: list[int], k: int, n: int) -> np.ndarray:
+    """Mask over n frames: each flagged centre widened by k on both sides."""
+    mask = np.zeros(n, bool)
+    for i in centres:
+        mask[max(0, i - k) : i + k + 1] = True
+    return mask
 
 
 def shift_residual(a: np.ndarray, b: np.ndarray, levels: int = 3) -> float:
@@ -307,11 +335,21 @@ class FlashFilter:
         return index, rgb
 
     @property
+    def flagged(self) -> list[int]:
+        """The flash frames released so far, in order."""
+        return list(self._flagged)
+
+    @property
     def runs(self) -> list[tuple[int, int]]:
-        out: list[tuple[int, int]] = []
-        for i in self._flagged:
-            if out and out[-1][1] == i:
-                out[-1] = (out[-1][0], i + 1)
-            else:
-                out.append((i, i + 1))
-        return out
+        return flash_runs(self._flagged)
+
+
+def flash_runs(flagged: list[int]) -> list[tuple[int, int]]:
+    """(first frame, end frame) of each run of consecutive flash frames."""
+    out: list[tuple[int, int]] = []
+    for i in flagged:
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out

@@ -15,19 +15,16 @@ per actor.
 
 from __future__ import annotations
 
-import subprocess
-import threading
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from pipeline.config.curate import SplitConfig
-from pipeline.ffmpeg import ffmpeg_exe, hwaccel_args
 from pipeline.stages.cut_edits import apply_cut_edits
 from pipeline.stages.damage import (
     Aligner,
+    Timeline,
     damage_message,
     damaged_ranges,
     locate_errors,
@@ -39,77 +36,11 @@ from pipeline.stages.detectors import (
     SoftTransitionGuard,
     TransNetDetector,
 )
+from pipeline.stages.lowres import decode_lowres
+from pipeline.stages.spans import Detection, Span, context_frames
 
-
-def lowres_decode_args(path: str, width: int, height: int, hwaccel: str = "none") -> list[str]:
-    """ffmpeg's arguments for the analysis decode (see `decode_lowres`).
-
-    `hwaccel` "cuda" decodes on NVDEC; the frames come back to system memory for the
-    scale. The skipped deblocking filter then has no effect: NVDEC always applies it.
-    """
-    return [
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-copyts",
-        "-skip_loop_filter",
-        "all",
-        *hwaccel_args(hwaccel),
-        "-i",
-        path,
-        "-map",
-        "0:v:0",
-        "-vf",
-        f"scale={width}:{height}:flags=area,format=rgb24",
-        "-fps_mode",
-        "passthrough",
-        "-enc_time_base:v",
-        "demux",
-        "-c:v",
-        "rawvideo",
-        "-f",
-        "nut",
-        "pipe:1",
-    ]
-
-
-def decode_lowres(
-    path: str, width: int, height: int, errors: list[str], hwaccel: str = "none"
-) -> Iterator[tuple[float, np.ndarray]]:
-    """(source timestamp in seconds, RGB uint8 frame at width×height), in display order.
-
-    ffmpeg decodes and scales in its own threads and streams raw frames in NUT; measured
-    2-3× faster than scaling each frame through PyAV. `-copyts` and the demuxer's time base
-    keep each frame's own timestamp (without them NUT re-times frames on the average rate,
-    so VFR times were off), which is how `damage.Aligner` puts it on its source frame.
-    The deblocking filter is skipped: at analysis size it is invisible and it costs ~20%
-    of an H.264 decode.
-    """
-    import av
-
-    cmd = [ffmpeg_exe(), *lowres_decode_args(path, width, height, hwaccel)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    tail: deque[str] = deque(maxlen=5)
-    drain = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
-    drain.start()
-    try:
-        with av.open(proc.stdout, format="nut") as container:
-            for frame in container.decode(video=0):
-                yield float(frame.time or 0.0), frame.to_ndarray()
-    except av.error.FFmpegError as exc:
-        errors.append(f"decode: {exc}")
-    finally:
-        proc.kill()
-        proc.wait()
-        drain.join(timeout=5)
-    # A damaged stretch costs its frames, not the video: ffmpeg goes on after errors.
-    errors += list(tail)
-
-
-def _drain(stream, tail: deque) -> None:
-    for line in iter(stream.readline, b""):
-        tail.append(line.decode(errors="replace").strip())
+# A span's decode seeks this far before its first frame (then drops the pre-roll by slot).
+SPAN_SEEK_MARGIN_S = 0.5
 
 
 def analysis_size(width: int, height: int, analysis_width: int) -> tuple[int, int]:
@@ -128,43 +59,6 @@ def clip_id(video_id: str, start: int, end: int) -> str:
     return f"{video_id}_{start:07d}_{end:07d}"
 
 
-class _Detection:
-    """The cut detector and the soft-transition guard, fed through the flash filter."""
-
-    def __init__(
-        self, det: Any, guard: SoftTransitionGuard | None, flash: FlashFilter | None
-    ) -> None:
-        self.det, self.guard, self.flash = det, guard, flash
-
-    def push(self, index: int, rgb: np.ndarray) -> None:
-        self._feed(self.flash.push(index, rgb) if self.flash is not None else [(index, rgb)])
-
-    def _feed(self, frames: list[tuple[int, np.ndarray]]) -> None:
-        for i, rgb in frames:
-            if self.det is not None:
-                self.det.push(i, rgb)
-            if self.guard is not None:
-                self.guard.push(i, rgb)
-
-    def finish(self, n: int) -> tuple[list[int], np.ndarray]:
-        """(cut frames, transition mask over the n frames)."""
-        if self.flash is not None:
-            self._feed(self.flash.finish())
-        cuts, soft = self.det.finish() if self.det is not None else ([], np.zeros(0, bool))
-        transition = np.zeros(n, bool)
-        if self.guard is not None:
-            transition |= self.guard.finish(n)
-        if len(soft) == n:
-            transition |= soft
-        for s, e in self.flash.runs if self.flash is not None else []:
-            # Shown the frame before the flash in its place, a detector puts a cut between
-            # two different shots at the flash's end (the first frame after it; one frame of
-            # slack for TransNetV2's peak). Such a flash is a flash cut: a transition, excluded.
-            if any(s <= c <= e + 1 for c in cuts):
-                transition[s:e] = True
-        return cuts, transition
-
-
 class Splitter:
     """Ray Data stage: `__call__(video_row) -> video_row` with candidate clips."""
 
@@ -178,29 +72,45 @@ class Splitter:
             device = "cuda" if cfg.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
             self._transnet = TransNetV2(device=device).eval()
 
-    def _detection(self, fps: float) -> _Detection:
+    def _detection(self, fps: float, start: int = 0) -> Detection:
         cfg = self.cfg
         if cfg.detector == "transnetv2":
-            det = TransNetDetector(self._transnet, cfg.transnet_threshold)
+            det = TransNetDetector(self._transnet, cfg.transnet_threshold, start=start)
         elif cfg.detector == "fixed":
-            return _Detection(None, None, None)
+            return Detection(None, None, None)
         else:
             thr = cfg.adaptive_threshold if cfg.detector == "adaptive" else cfg.content_threshold
             det = SceneDetectDetector(cfg.detector, fps, thr)
-        k = round(cfg.soft_window_s * fps)
+        k = self._guard_k(fps)
         guard = SoftTransitionGuard(k, max_shift_ratio=cfg.soft_shift_ratio) if k >= 1 else None
         flash = None
         if cfg.flash_max_frames > 0:
             flash = FlashFilter(cfg.flash_max_frames, cfg.flash_min_jump)
-        return _Detection(det, guard, flash)
+        return Detection(det, guard, flash)
+
+    def _guard_k(self, fps: float) -> int:
+        return round(self.cfg.soft_window_s * fps)
+
+    def context(self, fps: float) -> int:
+        """Frames a span of a video decodes on each side of its own (`spans`)."""
+        return context_frames(fps, self._guard_k(fps), self.cfg.flash_max_frames)
 
     def __call__(self, video: dict[str, Any], sink: Any = None) -> dict[str, Any]:
         """Analyse and plan one video; `sink.push(i, t, rgb)` sees every analysis frame."""
+
+        def analyse(fps: float, size: tuple[int, int]) -> dict[str, Any]:
+            return self.analyse(video["local_path"], fps, size, sink)
+
+        return self.plan(video, analyse)
+
+    def plan(self, video: dict[str, Any], analyse: Any) -> dict[str, Any]:
+        """`analyse(fps, size)`'s facts on the video, then its candidate clips; a failure
+        is the video's error row."""
         video = dict(video)
         try:
             fps = float(video.get("fps") or 25.0)
             size = analysis_size(video["width"], video["height"], self.cfg.analysis_width)
-            video.update(self.analyse(video["local_path"], fps, size, sink))
+            video.update(analyse(fps, size))
             apply_cut_edits(video)  # a person's split/join (OUT/overrides.jsonl), if any
             video["clips"] = plan_clips(video, self.cfg)
         except Exception as exc:  # noqa: BLE001 - a bad video is a row, never a crashed job
@@ -212,22 +122,66 @@ class Splitter:
     def analyse(
         self, path: str, fps_guess: float, size: tuple[int, int], sink: Any = None
     ) -> dict[str, Any]:
-        detection = self._detection(fps_guess)
-        errors: list[str] = []
+        """The whole video in one decode: one span, joined."""
         timeline = read_timeline(path, fps_guess)
-        aligner = Aligner(timeline) if timeline is not None else None
-        times: list[float] = timeline.times() if timeline is not None else []
+        part, aligner = self.analyse_span(path, fps_guess, size, timeline, Span(), sink)
+        return self.join(path, fps_guess, timeline, [part], aligner)
+
+    def analyse_span(
+        self,
+        path: str,
+        fps_guess: float,
+        size: tuple[int, int],
+        timeline: Timeline | None,
+        span: Span,
+        sink: Any = None,
+    ) -> tuple[dict[str, Any], Aligner | None]:
+        """The features of the span's own frames (`spans.Detection.features`), decoding
+        `context` frames more on each side; the sink sees its own frames only."""
+        detection = self._detection(fps_guess, span.start)
+        errors: list[str] = []
+        aligner, times, end = None, [], None
+        seek_s = 0.0
+        if timeline is not None:
+            times = timeline.times()
+            first = max(0, span.start - self.context(fps_guess)) if not span.whole else 0
+            aligner = Aligner(timeline, start=first)
+            seek_s = max(0.0, times[first] - SPAN_SEEK_MARGIN_S) if first > 0 else 0.0
+            if span.end is not None:
+                end = min(timeline.n, span.end + self.context(fps_guess))
         blank: list[bool] = []
-        frames = decode_lowres(path, *size, errors, self.cfg.hwaccel)
-        for i, rgb in _on_slots(frames, aligner, times):
-            blank.append(blank_frame(rgb, self.cfg.blank_luma))
+        frames = decode_lowres(path, *size, errors, self.cfg.hwaccel, seek_s)
+        for i, rgb in _on_slots(frames, aligner, times, end):
+            if span.owns(i):
+                blank.append(blank_frame(rgb, self.cfg.blank_luma))
+                if sink is not None:
+                    sink.push(i, times[i], rgb)
             detection.push(i, rgb)
-            if sink is not None:
-                sink.push(i, times[i], rgb)
-        n = len(blank)
+        part = detection.features(span, len(blank)) if blank else {}
+        damaged = bool(errors) or (
+            aligner is not None and bool(aligner.missing or aligner.jumps or aligner.duplicates)
+        )
+        part.update(blank=np.array(blank, bool), errors=errors, damaged=damaged)
+        if timeline is None:
+            part["times"] = times
+        return part, aligner
+
+    def join(
+        self,
+        path: str,
+        fps_guess: float,
+        timeline: Timeline | None,
+        parts: list[dict[str, Any]],
+        aligner: Aligner | None = None,
+    ) -> dict[str, Any]:
+        """The video's analysed facts from its spans' features, in order. `aligner` (one
+        span: the whole) names the damage; spans of a longer video carry none."""
+        n = sum(len(p["blank"]) for p in parts)
+        errors = [e for p in parts for e in p["errors"]]
         if n == 0:
             raise ValueError("no decodable frames" + (f" ({errors[0]})" if errors else ""))
-        cuts, transition = detection.finish(n)
+        times = timeline.times() if timeline is not None else parts[0]["times"]
+        cuts, transition = self._detection(fps_guess).decide(parts, n)
         deltas = np.diff(times) if n > 1 else np.array([1.0 / fps_guess])
         step = float(np.median(deltas)) if len(deltas) else 1.0 / fps_guess
         out = {
@@ -236,7 +190,7 @@ class Splitter:
             "vfr": bool(len(deltas) > 1 and float(np.ptp(deltas)) > 0.5 * step),
             "frame_times": times,
             "cuts": cuts,
-            "blank_mask": np.array(blank, bool),
+            "blank_mask": np.concatenate([p["blank"] for p in parts]),
             "transition_mask": transition,
             "corrupt_mask": np.zeros(n, bool),
             "decode_errors": len(errors),
@@ -272,9 +226,13 @@ class Splitter:
 
 
 def _on_slots(
-    frames: Iterator[tuple[float, np.ndarray]], aligner: Aligner | None, times: list[float]
+    frames: Iterator[tuple[float, np.ndarray]],
+    aligner: Aligner | None,
+    times: list[float],
+    end: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(source frame, RGB) for every source frame, from the decode's (timestamp, RGB)."""
+    """(source frame, RGB) for every source frame (before `end`), from the decode's
+    (timestamp, RGB); the decode is closed at `end`."""
     if aligner is None:
         # No timestamps in the container: decoded frames are numbered in order, and
         # `times` is filled from the decode (nothing better is known).
@@ -285,8 +243,12 @@ def _on_slots(
             yield len(times) - 1, rgb
         return
     for t, rgb in frames:
-        yield from aligner.push(t, rgb)
-    yield from aligner.finish()
+        for i, settled in aligner.push(t, rgb):
+            if end is not None and i >= end:
+                frames.close()  # type: ignore[attr-defined]  # stops ffmpeg
+                return
+            yield i, settled
+    yield from aligner.finish(end)
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:

@@ -181,3 +181,40 @@ def test_encode_units_spread_over_ray_workers_and_give_the_same_bytes(
     assert ours == local
     (record,) = (json.loads(p.read_text()) for p in tmp_path.glob("ray/work/videos/*/record.json"))
     assert len({u["worker"] for u in record["encode_units"]}) == 2
+
+
+# Analysis spans of 10 s (200 frames at 24 fps: 4 spans of the 40-s video), whole encodes.
+SPANNED = {"split": {"chunk_s": 10.0}, "transcode": {"chunk_s": None}}
+
+
+def _same_output(ours, whole, digest_tree) -> None:
+    a, b = digest_tree(ours), digest_tree(whole)
+    # summary.json records the config (split.chunk_s, the runner): everything else is equal.
+    assert a.pop("summary.json") and b.pop("summary.json")
+    assert a == b
+
+
+def _spans_record(out) -> list[dict]:
+    (record,) = (json.loads(p.read_text()) for p in out.glob("work/videos/*/record.json"))
+    return record["analysis_spans"]
+
+
+def test_a_long_video_analysed_in_spans_gives_the_whole_analysis_output(
+    long_curated, tmp_path, digest_tree
+):
+    raw, whole, _ = long_curated
+    curate([str(raw)], tmp_path / "spans", build_config({**LOCAL, **SPANNED}))
+    _same_output(tmp_path / "spans", whole, digest_tree)
+    assert len(_spans_record(tmp_path / "spans")) == 4
+
+
+def test_analysis_spans_spread_over_ray_workers_and_give_the_same_bytes(
+    long_curated, ray_local, tmp_path, digest_tree
+):
+    raw, whole, _ = long_curated
+    # Two split workers of one CPU's share each; everything else as by default.
+    two = {"resources": {"concurrency": [2, 2]}}
+    cfg = build_config({**SPANNED, "split": {**SPANNED["split"], **two}})
+    curate([str(raw)], tmp_path / "ray", cfg)
+    _same_output(tmp_path / "ray", whole, digest_tree)
+    assert len({s["worker"] for s in _spans_record(tmp_path / "ray")}) == 2

@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.config.curate import ConfigError, build_config
-from pipeline.driver import check_codecs_where_they_run, curate, unit_stages
+from pipeline.driver import check_codecs_where_they_run, curate, span_stages, unit_stages
 from pipeline.runners import RayRunner
 from pipeline.staging import UnitsStage
+from pipeline.staging_spans import SpansStage
+
+NO_SPANS = {"chunk_s": None}
 
 
 @pytest.mark.parametrize(
-    ("transcode", "durations", "fans"),
+    ("transcode", "split", "durations", "fans", "spans"),
     [
-        ({}, [30.0, 80.0], True),  # 80 s > 120 / 2: may make two units
-        ({}, [30.0, 60.0], False),  # none can: the stages stay as they were
-        ({}, [60.0, None], True),  # unknown length: counted as long
-        ({"chunk_s": None}, [3600.0], False),
-        ({"keep_audio": True}, [3600.0], False),
+        ({}, {}, [30.0, 80.0], True, False),  # 80 s > 120 / 2: may make two units
+        ({}, {}, [30.0, 60.0], False, False),  # none can: the stages stay as they were
+        ({}, {}, [60.0, None], True, True),  # unknown length: counted as long
+        ({"chunk_s": None}, NO_SPANS, [3600.0], False, False),
+        ({"keep_audio": True}, NO_SPANS, [3600.0], False, False),
+        # No units, but analysis spans (> 1.5 × 300 s): their pending rows are dropped there.
+        ({"chunk_s": None}, {}, [3600.0], True, True),
+        ({"chunk_s": None}, {}, [400.0], False, False),
     ],
 )
-def test_the_unit_fan_out_is_there_when_a_video_may_need_it(transcode, durations, fans):
-    stages = unit_stages(build_config({"transcode": transcode}), durations)
-    assert [cls for cls, _, _ in stages] == ([UnitsStage] if fans else [])
+def test_the_fan_outs_are_there_when_a_video_may_need_them(
+    transcode, split, durations, fans, spans
+):
+    cfg = build_config({"transcode": transcode, "split": split})
+    assert [cls for cls, _, _ in unit_stages(cfg, durations)] == ([UnitsStage] if fans else [])
+    got = [cls for cls, _, _ in span_stages(cfg, Path(), durations)]
+    assert got == ([SpansStage] if spans else [])
 
 
 def _nvenc_missing() -> bool:

@@ -38,7 +38,7 @@ def _units(video: dict, work: Path) -> tuple[dict, list[dict]]:
 
 def _finalize(row: dict) -> dict:
     """The stages after the fan-out, as the driver lists them: transcode to finalize."""
-    stages = video_stages(CFG, Path("unused"))
+    stages = video_stages(CFG, Path("unused"), [24.0])  # too short for analysis spans
     assert stages[0][0] is SplitStage and stages[1][0] is UnitsStage
     for cls, args, _ in stages[2:]:
         row = cls(*args)(row)

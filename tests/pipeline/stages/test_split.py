@@ -9,8 +9,9 @@ import pytest
 
 from pipeline.config.curate import SplitConfig
 from pipeline.stages import split
+from pipeline.stages.lowres import lowres_decode_args
 from pipeline.stages.probe import probe_video
-from pipeline.stages.split import Splitter, lowres_decode_args, plan_clips
+from pipeline.stages.split import Splitter, plan_clips
 
 
 def _inside(clip: dict, shots: list[dict], tol: int = 2) -> bool:
@@ -160,7 +161,7 @@ def test_analysis_decode_is_unchanged_without_hwaccel_and_on_nvdec_with_cuda():
 def test_splitter_decodes_with_the_configured_hwaccel(monkeypatch):
     seen = []
 
-    def decode(path, width, height, errors, hwaccel="none"):
+    def decode(path, width, height, errors, hwaccel="none", seek_s=0.0):
         seen.append(hwaccel)
         return iter(())
 

@@ -1,0 +1,144 @@
+"""A long video's split in spans on several workers gives what one worker's pass gives.
+
+Footage is drawn here with its transitions on the span borders (a dissolve across one, a
+cut and a flash at another, a fade to black across the third), then analysed whole and in
+spans through the real stages (`SplitStage`, `SpansStage`), the spans in shuffled order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.config.curate import SplitConfig, TranscodeConfig
+from pipeline.stages.probe import probe_video
+from pipeline.stages.spans import SPAN_ALIGN, Span, plan_spans
+from pipeline.staging import SplitStage, UnitsStage
+from pipeline.staging_spans import PENDING, SPANS, SpansStage
+from pipeline.synthetic.synth import encode_frames
+from schemas.layout import partial_dir
+
+W, H, FPS = 192, 108, 24.0
+CHUNK_S = 10.0  # spans of 200 frames at 24 fps
+BORDERS = (200, 400)
+
+
+def _shot(seed: int, n: int, mean: float) -> list[np.ndarray]:
+    """A textured, tinted background with a disc crossing it."""
+    rng = np.random.default_rng(seed)
+    tex = cv2.GaussianBlur(rng.standard_normal((H, W)).astype(np.float32), (0, 0), 3.0)
+    base = tex[..., None] * 25 + mean * np.array([1.0, 0.9, 0.8] if seed % 2 else [0.8, 0.9, 1.0])
+    frames = []
+    for i in range(n):
+        f = base.copy()
+        cv2.circle(f, (20 + (i * 2) % (W - 40), H // 2), 14, (230, 200, 60), -1)
+        frames.append(np.clip(f, 0, 255).astype(np.uint8))
+    return frames
+
+
+def _blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    return (a.astype(np.float32) * (1 - w) + b.astype(np.float32) * w + 0.5).astype(np.uint8)
+
+
+def _footage() -> list[np.ndarray]:
+    a, b, c, d = _shot(1, 210, 90), _shot(2, 210, 140), _shot(3, 162, 70), _shot(4, 100, 120)
+    fade = [_blend(a[190 + i], b[i], (i + 1) / 21) for i in range(20)]  # frames 190-209
+    frames = a[:190] + fade + b[20:208]  # a hard cut at 398
+    flash = [np.clip(f.astype(np.float32) * 1.8 + 60, 0, 255).astype(np.uint8) for f in c[1:3]]
+    frames += c[:1] + flash + c[3:150]  # a 2-frame flash at 399-400
+    black = np.zeros_like(c[0])
+    frames += [_blend(c[150 + i], black, (i + 1) / 13) for i in range(12)] + [black] * 10
+    return frames + d  # a fade through black, then one more shot: 670 frames
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spans")
+    encode_frames(root / "long.mp4", _footage(), W, H, FPS)
+    return probe_video({"path": str(root / "long.mp4")})
+
+
+def _digest(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def _split_in_spans(stage: SplitStage, cfg: SplitConfig, video: dict, seed: int):
+    rows = SpansStage(cfg, str(stage.work))({"video": json.dumps(video)})
+    random.Random(seed).shuffle(rows)  # workers finish in any order
+    out = [json.loads(stage(r)["video"]) for r in rows]
+    joined = [v for v in out if not v.get(PENDING)]
+    assert len(rows) >= 3 and len(joined) == 1  # exactly one span joins the video
+    return joined[0]
+
+
+@pytest.mark.parametrize("detector", ["content", "adaptive", "transnetv2"])
+def test_spans_give_the_whole_videos_cuts_masks_and_samples(footage, detector, tmp_path):
+    cfg = SplitConfig(detector=detector, min_clip_s=1.0, chunk_s=CHUNK_S)
+    stage = SplitStage(cfg, str(tmp_path))
+    whole = json.loads(stage({"video": json.dumps(footage)})["video"])
+    files = _digest(partial_dir(tmp_path, footage["video_id"]))
+    spans = _split_in_spans(stage, cfg, footage, seed=len(detector))
+
+    assert [(s["start"], s["end"]) for s in spans.pop("analysis_spans")] == [
+        (0, 200),
+        (200, 400),
+        (400, None),
+    ]
+    assert spans == whole
+    folder = partial_dir(tmp_path, footage["video_id"])
+    assert _digest(folder) == files  # lowres.u8, lowres.json, stats.npy: the same bytes
+    assert not (folder / SPANS).exists()
+    # The borders are where things happen: a rejected or new clip starts near each one.
+    starts = [c["start_frame"] for c in whole["clips"]]
+    assert all(min(abs(s - b) for s in starts) <= 12 for b in BORDERS), starts
+
+
+def test_a_span_that_sees_damage_has_the_video_analysed_whole(tmp_path):
+    from pipeline.synthetic.damage import make_damaged
+    from pipeline.synthetic.synth import synthesize
+
+    (entry,) = synthesize(tmp_path / "raw", 1, seed=3, duration_s=30.0)
+    made, truth = make_damaged(tmp_path, tmp_path / "raw" / entry["file"], entry)
+    video = probe_video({"path": str(made["damaged_mid"])})
+    cfg = SplitConfig(chunk_s=CHUNK_S)
+    stage = SplitStage(cfg, str(tmp_path / "work"))
+    whole = json.loads(stage({"video": json.dumps(video)})["video"])
+    assert whole["error"].startswith("damaged:")  # the whole pass names the damage
+    joined = _split_in_spans(stage, cfg, video, seed=1)
+    assert "analysis_spans" not in joined  # analysed in one piece instead
+    assert joined == whole
+
+
+def test_a_span_re_run_after_its_video_was_joined_leaves_nothing(footage, tmp_path):
+    cfg = SplitConfig(chunk_s=CHUNK_S)
+    stage = SplitStage(cfg, str(tmp_path))
+    rows = SpansStage(cfg, str(tmp_path))({"video": json.dumps(footage)})
+    for row in rows:
+        stage(row)
+    shutil.rmtree(partial_dir(tmp_path, footage["video_id"]))  # finalize renamed it
+    again = stage(rows[0])
+    assert UnitsStage(TranscodeConfig())(again) == []  # a pending row, dropped
+    assert not partial_dir(tmp_path, footage["video_id"]).exists()
+
+
+def test_short_videos_and_no_chunk_s_stay_whole(footage, tmp_path):
+    row = {"video": json.dumps(footage)}
+    for cfg in (SplitConfig(chunk_s=None), SplitConfig(chunk_s=300.0)):
+        assert SpansStage(cfg, str(tmp_path))(row) == [row]
+    assert not (tmp_path / "videos").exists()  # nothing staged for a whole video here
+
+
+def test_spans_start_on_transnet_batches_and_the_last_takes_the_rest():
+    spans = plan_spans(1000, 24.0, CHUNK_S)
+    assert spans == [Span(0, 200), Span(200, 400), Span(400, 600), Span(600, 800), Span(800)]
+    assert all(s.start % SPAN_ALIGN == 0 for s in spans)
+    assert plan_spans(1100, 24.0, CHUNK_S)[-1] == Span(800)  # 300 frames: no 100-frame span
+    assert plan_spans(399, 24.0, CHUNK_S) == [Span()]
+    assert plan_spans(10_000, 24.0, None) == [Span()]
+    assert plan_spans(100_000, 60.0, 300.0)[1] == Span(18000, 36000)
