@@ -29,16 +29,15 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
 nvidia-smi --query-gpu=name,memory.total --format=csv
 rm -rf /tmp/d && mkdir -p /tmp/d && cp -r .gpu/d48/* /tmp/d/
 rate="@span_s=clip --data.decode_cache_mb 256 --data.num_workers 4"
-curve() {
-    python3 benchmarks/bench_learning_curve.py --demo /tmp/d --text-states .gpu/text_states.pt "$@"
-}
+# An array, not a function: `timeout` runs programs, not shell functions.
+curve=(python3 benchmarks/bench_learning_curve.py --demo /tmp/d --text-states .gpu/text_states.pt)
 echo "== 1. 200 steps under the simple profiler"
-timeout 240 curve --steps 200 --variant "prof=$rate --trainer.profiler simple" \
+timeout 240 "${curve[@]}" --steps 200 --variant "prof=$rate --trainer.profiler simple" \
     > "$results/profile.log" 2>&1
 grep -E -A40 "FIT Profiler Report" "$results/profile.log" | head -45
 grep -E "^\| curve" "$results/profile.log"
 echo "== 2. the learning curve"
-timeout "${CURVE_S:-300}" curve --steps "${STEPS:-2000,5000}" --parallel 2 \
+timeout "${CURVE_S:-300}" "${curve[@]}" --steps "${STEPS:-2000,5000}" --parallel 2 \
     --variant "clip=$rate" --json "$results/curve.json" 2>&1 |
     grep --line-buffered -E "^\||machine|Error" | tee "$results/curve.md"
 for g in /tmp/d/samples_curve_*/grid.png; do
