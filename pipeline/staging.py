@@ -90,8 +90,11 @@ class SplitStage:
 
     Starts the video's `.partial` staging folder afresh (a retried or resumed
     video never sees a previous attempt's files) and records the low-res
-    samples the filter stages read. Rows cross stages as one JSON string:
-    nested, often-empty lists of optional fields give Arrow no stable schema.
+    samples the filter stages read. A span row of a long video (`SpansStage`, whose
+    fan-out started the folder) is analysed by `split_span`; only the span that joins
+    the video passes it on, the others pass a pending row that `UnitsStage` drops.
+    Rows cross stages as one JSON string: nested, often-empty lists of optional
+    fields give Arrow no stable schema.
     """
 
     def __init__(self, cfg: SplitConfig, work: str) -> None:

@@ -15,7 +15,7 @@ per actor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -103,7 +103,9 @@ class Splitter:
 
         return self.plan(video, analyse)
 
-    def plan(self, video: dict[str, Any], analyse: Any) -> dict[str, Any]:
+    def plan(
+        self, video: dict[str, Any], analyse: Callable[[float, tuple[int, int]], dict[str, Any]]
+    ) -> dict[str, Any]:
         """`analyse(fps, size)`'s facts on the video, then its candidate clips; a failure
         is the video's error row."""
         video = dict(video)
