@@ -138,13 +138,17 @@ def _any_long(durations: list[float | None] | None, seconds: float | None) -> bo
     return durations is None or any(d is None or d > seconds for d in durations)
 
 
+def _spans_apply(cfg: CurateConfig, durations: list[float | None] | None) -> bool:
+    chunk_s = cfg.split.chunk_s
+    return _any_long(durations, None if chunk_s is None else 1.5 * chunk_s)
+
+
 def span_stages(
     cfg: CurateConfig, work: Path, durations: list[float | None] | None = None
 ) -> list[Stage]:
     """The fan-out of long videos into analysis spans, when `--split.chunk_s` can apply
     (`SpansStage` leaves a video shorter than 1.5 chunk_s whole)."""
-    chunk_s = cfg.split.chunk_s
-    if not _any_long(durations, None if chunk_s is None else 1.5 * chunk_s):
+    if not _spans_apply(cfg, durations):
         return []
     # spans: 1:N, a long video as one row per analysis span; reads its timestamps (seconds).
     return [(SpansStage, (cfg.split, str(work)), StageResources(num_cpus=0.25))]
@@ -162,7 +166,7 @@ def unit_stages(cfg: CurateConfig, durations: list[float | None] | None = None) 
     """
     tc = cfg.transcode
     units = tc.chunked and _any_long(durations, tc.chunk_s / 2)
-    if not units and not span_stages(cfg, Path(), durations):
+    if not units and not _spans_apply(cfg, durations):
         return []
     # units: 1:N, a video longer than chunk_s as one row per encode unit; a cheap task.
     return [(UnitsStage, (tc,), StageResources(num_cpus=0.25))]
