@@ -51,7 +51,7 @@ SMOKE_MODEL = ("--model.dit.depth", "2", "--model.dit.coarse_blocks", "1",
 PRESETS: dict[str, Preset] = {
     # Wiring only (the test suite runs it): a 2-block model, a few steps, every stage real.
     "smoke": Preset(3, 128, 72, (3, 4), 12, 4, 3, train=SMOKE_MODEL),
-    # `make demo`: 475-575 s on 2 cores after install (the box's speed drifts ~20%). 48 videos
+    # `make demo`: 475-607 s on 2 cores after install (the box's speed drifts ~25%). 48 videos
     # (126 kept clips, not 16 videos' 39) made colour and persistence reliable; spreading each
     # sample's 8 frames over its clip is what moved direction in paired runs (RESULTS.md,
     # "make demo's recipe"). tiny.yaml's hourglass DiT takes 60% of the old step, so 900 steps
