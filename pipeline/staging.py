@@ -32,10 +32,9 @@ from pipeline.config.curate import CurateConfig, SplitConfig, TranscodeConfig
 from pipeline.config.scores import scoring_params
 from pipeline.stages.frames import load_frames, remove_caches
 from pipeline.stages.lowres import LowresRecorder
-from pipeline.stages.spans import claim_last
 from pipeline.stages.split import Splitter
 from pipeline.stages.transcode import encode_units, transcode_video
-from pipeline.staging_spans import PENDING, SPANS, split_span
+from pipeline.staging_spans import PENDING, SPANS, claim_last, split_span
 from schemas.layout import partial_dir, video_dir
 
 # Keys of the split stage's working state that never leave the stage.

@@ -21,18 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.config.curate import SplitConfig
-from pipeline.stages.damage import read_timeline
-from pipeline.stages.lowres import LowresRecorder
-from pipeline.stages.spans import (
-    Span,
-    claim_last,
-    join_lowres,
-    load_part,
-    mark_done,
-    plan_spans,
-    save_part,
-)
+from pipeline.stages.damage import Timeline, read_timeline
+from pipeline.stages.lowres import LowresRecorder, join_lowres
+from pipeline.stages.spans import Span, plan_spans
 from pipeline.stages.split import Splitter, analysis_size
 from schemas.layout import partial_dir
 
@@ -97,7 +91,7 @@ def split_span(
     shutil.rmtree(own, ignore_errors=True)
     own.mkdir(parents=True)
     t0 = time.perf_counter()
-    part = _analyse(splitter, video, Span(span["start"], span["end"]), own)
+    part, timeline = _analyse(splitter, video, Span(span["start"], span["end"]), own)
     part["provenance"] = {
         "worker": f"{os.uname().nodename}:{os.getpid()}",
         "seconds": round(time.perf_counter() - t0, 3),
@@ -112,18 +106,23 @@ def split_span(
         shutil.rmtree(spans)
         return whole(video)
     join_lowres(folders, folder)
-    joined = splitter.plan(video, lambda fps, size: _join(splitter, video, fps, parts))
+    # Every part is sound, so this span read the timestamps: the join reuses them.
+    path = video["local_path"]
+    joined = splitter.plan(video, lambda fps, size: splitter.join(path, fps, timeline, parts))
     joined["analysis_spans"] = [dict(p["provenance"], **p["span"]) for p in parts]
     shutil.rmtree(spans)
     return joined
 
 
-def _analyse(splitter: Splitter, video: dict[str, Any], span: Span, own: Path) -> dict[str, Any]:
-    """One span's features (`failed` with the reason when it could not be analysed)."""
+def _analyse(
+    splitter: Splitter, video: dict[str, Any], span: Span, own: Path
+) -> tuple[dict[str, Any], Timeline | None]:
+    """One span's features (`failed` with the reason when it could not be analysed) and the
+    video's timeline."""
     cfg = splitter.cfg
     fps = float(video.get("fps") or 25.0)
     size = analysis_size(video["width"], video["height"], cfg.analysis_width)
-    recorder = None
+    recorder, timeline = None, None
     try:
         timeline = read_timeline(video["local_path"], fps)
         if timeline is None:
@@ -138,11 +137,46 @@ def _analyse(splitter: Splitter, video: dict[str, Any], span: Span, own: Path) -
         if recorder is not None:
             recorder.close()
     part["span"] = {"start": span.start, "end": span.end}
+    return part, timeline
+
+
+ARRAYS = ("blank", "single", "many")
+
+
+def save_part(folder: Path, part: dict[str, Any]) -> None:
+    """A span's features into its folder: arrays as .npy (never pickled), the rest as JSON."""
+    for key in ARRAYS:
+        if key in part:
+            np.save(folder / f"{key}.npy", np.asarray(part[key]))
+    rest = {k: v for k, v in part.items() if k not in ARRAYS}
+    (folder / "part.json").write_text(json.dumps(rest))
+
+
+def load_part(folder: Path) -> dict[str, Any]:
+    part = json.loads((folder / "part.json").read_text())
+    for key in ARRAYS:
+        if (folder / f"{key}.npy").exists():
+            part[key] = np.load(folder / f"{key}.npy", allow_pickle=False)
     return part
 
 
-def _join(
-    splitter: Splitter, video: dict[str, Any], fps: float, parts: list[dict[str, Any]]
-) -> dict[str, Any]:
-    timeline = read_timeline(video["local_path"], fps)
-    return splitter.join(video["local_path"], fps, timeline, parts)
+def claim_last(folder: Path, index: int, count: int, pattern: str) -> bool:
+    """Whether part `index` of `count`, just marked done in `folder` (a file matching
+    `pattern`), is the one to gather them all: the last to see every part done claims it
+    with an exclusive file, so exactly one gathers; a part re-run after its claim gathers
+    again."""
+    if len(list(folder.glob(pattern))) < count:
+        return False
+    claim = folder / "gatherer"
+    try:
+        with open(claim, "x") as f:
+            f.write(str(index))
+    except FileExistsError:
+        return claim.read_text() == str(index)
+    return True
+
+
+def mark_done(folder: Path, index: int) -> None:
+    tmp = folder / f"{index:05d}.tmp"
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, folder / f"{index:05d}.done")

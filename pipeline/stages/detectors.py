@@ -1,23 +1,16 @@
 """Online shot-boundary detectors over the low-resolution frames of one decode.
 
 Every detector sees each frame once, in order (`push`), and holds only a small
-window, so memory stays flat for any video length. `finish` returns cut frames
-(index of the first frame of a new shot) and transition frames to exclude.
+window, so memory stays flat for any video length. Each gives per-frame features (cut
+frames, TransNetV2's scores, the dissolve guard's centres, flash frames), and
+`spans.Detection` decides cuts and transitions from them over the whole video.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
 
 import numpy as np
-
-
-class Detector(Protocol):
-    def push(self, index: int, rgb: np.ndarray) -> None: ...
-    def finish(self) -> tuple[list[int], np.ndarray]:
-        """(cut frames, boolean mask of transition frames or an empty array)."""
-        ...
 
 
 class SceneDetectDetector:
@@ -52,9 +45,6 @@ class SceneDetectDetector:
                 int(t.frame_num) for t in self._det.post_process(self._tc(self._last, self._fps))
             ]
         return sorted({c for c in self._cuts if 0 < c <= self._last})
-
-    def finish(self) -> tuple[list[int], np.ndarray]:
-        return self.cuts(), np.zeros(0, bool)
 
 
 class TransNetDetector:
@@ -137,12 +127,6 @@ class TransNetDetector:
             raise RuntimeError(f"TransNetV2 scored {len(single)} of {count} frames")
         return single[:count], many[:count]
 
-    def finish(self) -> tuple[list[int], np.ndarray]:
-        single, many = self.scores()
-        if len(single) == 0:
-            return [], np.zeros(0, bool)
-        return cuts_from_scores(single, self.threshold), long_runs(many > self.threshold, 3)
-
 
 def long_runs(mask: np.ndarray, min_len: int) -> np.ndarray:
     """Keep only runs of True at least `min_len` long (a 1-2 frame run is a hard cut,
@@ -218,9 +202,6 @@ class SoftTransitionGuard:
                 flag = shift_residual(a.mean(axis=2), b.mean(axis=2)) >= self.max_shift_ratio
             if flag:
                 self.centres.append(index - self.k)
-
-    def finish(self, n: int) -> np.ndarray:
-        return widen(self.centres, self.k, n)
 
 
 def widen(centres: list[int], k: int, n: int) -> np.ndarray:

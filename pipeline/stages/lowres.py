@@ -19,6 +19,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -158,6 +159,23 @@ class LowresRecorder:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+
+def join_lowres(parts: list[Path], dest: Path) -> None:
+    """The spans' low-res samples and statistics as the one-piece analysis writes them."""
+    meta: dict[str, Any] = {"shape": None, "frame_index": [], "times": []}
+    with open(dest / "lowres.u8", "wb") as out:
+        for folder in parts:
+            with open(folder / "lowres.u8", "rb") as f:
+                while block := f.read(1 << 22):
+                    out.write(block)
+            m = json.loads((folder / "lowres.json").read_text())
+            meta["shape"] = meta["shape"] or m["shape"]
+            meta["frame_index"] += m["frame_index"]
+            meta["times"] += m["times"]
+    stats = np.concatenate([np.load(folder / "stats.npy") for folder in parts])
+    np.save(dest / "stats.npy", stats)
+    (dest / "lowres.json").write_text(json.dumps(meta))
 
 
 def clip_lowres(folder: Path, start_frame: int, end_frame: int) -> tuple[np.ndarray, np.ndarray]:

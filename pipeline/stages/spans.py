@@ -20,10 +20,7 @@ doubled frame) makes the whole video be analysed in one piece instead, as withou
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,10 +51,6 @@ class Span:
 
     def owns(self, index: int) -> bool:
         return index >= self.start and (self.end is None or index < self.end)
-
-    @property
-    def whole(self) -> bool:
-        return self.start == 0 and self.end is None
 
 
 def plan_spans(n_frames: int, fps: float, chunk_s: float | None) -> list[Span]:
@@ -135,62 +128,3 @@ class Detection:
             if any(s <= c <= e + 1 for c in cuts):
                 transition[s:e] = True
         return cuts, transition
-
-
-ARRAYS = ("blank", "single", "many")
-
-
-def save_part(folder: Path, part: dict[str, Any]) -> None:
-    """A span's features into its folder: arrays as .npy (never pickled), the rest as JSON."""
-    for key in ARRAYS:
-        if key in part:
-            np.save(folder / f"{key}.npy", np.asarray(part[key]))
-    rest = {k: v for k, v in part.items() if k not in ARRAYS}
-    (folder / "part.json").write_text(json.dumps(rest))
-
-
-def load_part(folder: Path) -> dict[str, Any]:
-    part = json.loads((folder / "part.json").read_text())
-    for key in ARRAYS:
-        if (folder / f"{key}.npy").exists():
-            part[key] = np.load(folder / f"{key}.npy", allow_pickle=False)
-    return part
-
-
-def claim_last(folder: Path, index: int, count: int, pattern: str) -> bool:
-    """Whether part `index` of `count`, just marked done in `folder` (a file matching
-    `pattern`), is the one to gather them all: the last to see every part done claims it
-    with an exclusive file, so exactly one gathers; a part re-run after its claim gathers
-    again."""
-    if len(list(folder.glob(pattern))) < count:
-        return False
-    claim = folder / "gatherer"
-    try:
-        with open(claim, "x") as f:
-            f.write(str(index))
-    except FileExistsError:
-        return claim.read_text() == str(index)
-    return True
-
-
-def mark_done(folder: Path, index: int) -> None:
-    tmp = folder / f"{index:05d}.tmp"
-    tmp.write_text(str(os.getpid()))
-    os.replace(tmp, folder / f"{index:05d}.done")
-
-
-def join_lowres(parts: list[Path], dest: Path) -> None:
-    """The spans' low-res samples and statistics as the one-piece analysis writes them."""
-    meta: dict[str, Any] = {"shape": None, "frame_index": [], "times": []}
-    with open(dest / "lowres.u8", "wb") as out:
-        for folder in parts:
-            with open(folder / "lowres.u8", "rb") as f:
-                while block := f.read(1 << 22):
-                    out.write(block)
-            m = json.loads((folder / "lowres.json").read_text())
-            meta["shape"] = meta["shape"] or m["shape"]
-            meta["frame_index"] += m["frame_index"]
-            meta["times"] += m["times"]
-    stats = np.concatenate([np.load(folder / "stats.npy") for folder in parts])
-    np.save(dest / "stats.npy", stats)
-    (dest / "lowres.json").write_text(json.dumps(meta))

@@ -146,7 +146,7 @@ class Splitter:
         seek_s = 0.0
         if timeline is not None:
             times = timeline.times()
-            first = max(0, span.start - self.context(fps_guess)) if not span.whole else 0
+            first = max(0, span.start - self.context(fps_guess))
             aligner = Aligner(timeline, start=first)
             seek_s = max(0.0, times[first] - SPAN_SEEK_MARGIN_S) if first > 0 else 0.0
             if span.end is not None:

@@ -12,7 +12,6 @@ import json
 import random
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 
@@ -24,51 +23,35 @@ from pipeline.staging_spans import PENDING, SPANS, SpansStage
 from pipeline.synthetic.synth import encode_frames
 from schemas.layout import partial_dir
 
-W, H, FPS = 192, 108, 24.0
 CHUNK_S = 10.0  # spans of 200 frames at 24 fps
 
 
-def _shot(seed: int, n: int, mean: float) -> list[np.ndarray]:
-    """A textured, tinted background with a disc crossing it."""
-    rng = np.random.default_rng(seed)
-    tex = cv2.GaussianBlur(rng.standard_normal((H, W)).astype(np.float32), (0, 0), 3.0)
-    base = tex[..., None] * 25 + mean * np.array([1.0, 0.9, 0.8] if seed % 2 else [0.8, 0.9, 1.0])
-    frames = []
-    for i in range(n):
-        f = base.copy()
-        cv2.circle(f, (20 + (i * 2) % (W - 40), H // 2), 14, (230, 200, 60), -1)
-        frames.append(np.clip(f, 0, 255).astype(np.uint8))
-    return frames
-
-
-def _blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
-    return (a.astype(np.float32) * (1 - w) + b.astype(np.float32) * w + 0.5).astype(np.uint8)
-
-
-def _footage() -> list[np.ndarray]:
-    a, b, c, d = _shot(1, 210, 90), _shot(2, 210, 140), _shot(3, 162, 70), _shot(4, 100, 120)
-    fade = [_blend(a[190 + i], b[i], (i + 1) / 21) for i in range(20)]  # frames 190-209
-    frames = a[:190] + fade + b[20:208]  # a hard cut at 398
-    flash = [np.clip(f.astype(np.float32) * 1.8 + 60, 0, 255).astype(np.uint8) for f in c[1:3]]
+def _footage(draw) -> list[np.ndarray]:
+    a, b, c, d = (draw.shot(seed, n, mean) for seed, n, mean in
+                  ((1, 210, 90), (2, 210, 140), (3, 162, 70), (4, 100, 120)))  # fmt: skip
+    frames = a[:190] + draw.crossfade(a[190:], b[:20]) + b[20:208]  # 190-209; a hard cut at 398
+    flash = [draw.flash(f, "boost") for f in c[1:3]]
     frames += c[:1] + flash + c[3:150]  # a 2-frame flash at 399-400
     black = np.zeros_like(c[0])
-    frames += [_blend(c[150 + i], black, (i + 1) / 13) for i in range(12)] + [black] * 10
+    frames += [draw.blend(c[150 + i], black, (i + 1) / 13) for i in range(12)] + [black] * 10
     return frames + d  # a fade through black, then one more shot: 670 frames
 
 
-@pytest.fixture(scope="module")
-def footage(tmp_path_factory):
-    root = tmp_path_factory.mktemp("spans")
-    encode_frames(root / "long.mp4", _footage(), W, H, FPS)
-    return probe_video({"path": str(root / "long.mp4")})
+def _encoded(draw, path, frames: list[np.ndarray]) -> dict:
+    encode_frames(path, frames, draw.W, draw.H, draw.FPS)
+    return probe_video({"path": str(path)})
 
 
 @pytest.fixture(scope="module")
-def short_footage(tmp_path_factory):
+def footage(tmp_path_factory, draw):
+    return _encoded(draw, tmp_path_factory.mktemp("spans") / "long.mp4", _footage(draw))
+
+
+@pytest.fixture(scope="module")
+def short_footage(tmp_path_factory, draw):
     """The first 450 frames: two spans, the dissolve on their border (TransNetV2 is slow)."""
-    root = tmp_path_factory.mktemp("spans_short")
-    encode_frames(root / "short.mp4", _footage()[:450], W, H, FPS)
-    return probe_video({"path": str(root / "short.mp4")})
+    path = tmp_path_factory.mktemp("spans_short") / "short.mp4"
+    return _encoded(draw, path, _footage(draw)[:450])
 
 
 def _digest(folder) -> dict[str, str]:

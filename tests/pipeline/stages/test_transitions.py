@@ -17,57 +17,6 @@ from pipeline.stages.probe import probe_video
 from pipeline.stages.split import Splitter
 from pipeline.synthetic.synth import encode_frames
 
-# Twice the analysis width (96), so a pan of 8 px/s here is 4 px/s where the guard looks.
-W, H, FPS = 192, 108, 24.0
-
-
-def soft_texture(seed: int, width: int, height: int, sigma: float, amp: float, mean: float):
-    """Blurred noise with luma std `amp` around `mean`, lightly tinted: fog, sky, a soft wall."""
-    noise = np.random.default_rng(seed).standard_normal((height, width)).astype(np.float32)
-    tex = cv2.GaussianBlur(noise, (0, 0), sigma)
-    tex = (tex - tex.mean()) / tex.std() * amp + mean
-    tint = np.array([1.0, 0.95, 0.85] if seed % 2 else [0.8, 0.95, 1.05], np.float32)
-    return np.ascontiguousarray(tex[..., None] * tint)
-
-
-def pan(seed: int, n: int, speed: float, sigma: float = 4.0, amp: float = 20.0) -> list:
-    """n frames of a camera panning `speed` px/s (±30%, slowly varying) across soft content."""
-    tex = soft_texture(seed, W + int(abs(speed) * 1.3 * n / FPS) + 24, H + 24, sigma, amp, 110)
-    x = 12.0 if speed > 0 else tex.shape[1] - W - 12.0
-    frames = []
-    for i in range(n):
-        patch = cv2.getRectSubPix(tex, (W, H), (x + W / 2, 12 + H / 2))
-        frames.append(np.clip(patch + 0.5, 0, 255).astype(np.uint8))
-        x += speed / FPS * (1 + 0.3 * np.sin(i / 40.0))
-    return frames
-
-
-def shot(seed: int, n: int, mean: float = 70.0) -> list:
-    """An ordinary shot: a yellow disc crossing a tinted, textured background."""
-    tex = soft_texture(seed, W, H, 3.0, 30.0, mean)
-    frames = []
-    for i in range(n):
-        f = tex.copy()
-        cv2.circle(f, (20 + int(i * 1.5) % (W - 40), H // 2), 14, (230, 200, 60), -1)
-        frames.append(np.clip(f, 0, 255).astype(np.uint8))
-    return frames
-
-
-def crossfade(a: list, b: list) -> list:
-    n = len(a)
-    return [blend(x, y, (i + 1) / (n + 1)) for i, (x, y) in enumerate(zip(a, b, strict=True))]
-
-
-def blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
-    return (a.astype(np.float32) * (1 - w) + b.astype(np.float32) * w + 0.5).astype(np.uint8)
-
-
-def flash(frame: np.ndarray, kind: str) -> np.ndarray:
-    """A flash frame: washed out to near-white, or the same picture strongly brightened."""
-    f = frame.astype(np.float32)
-    g = 235 + 0.1 * f if kind == "white" else 1.8 * f + 60
-    return np.clip(g, 0, 255).astype(np.uint8)
-
 
 @pytest.fixture(scope="module")
 def splitters():
@@ -96,9 +45,9 @@ def kept(video: dict) -> list[dict]:
 # -- pans -------------------------------------------------------------------------------
 
 
-def test_shift_residual_tells_a_shifted_picture_from_a_blend():
-    tex = soft_texture(3, 160, 80, 2.0, 20.0, 110).mean(axis=2)
-    other = soft_texture(4, 160, 80, 2.0, 20.0, 110).mean(axis=2)
+def test_shift_residual_tells_a_shifted_picture_from_a_blend(draw):
+    tex = draw.soft_texture(3, 160, 80, 2.0, 20.0, 110).mean(axis=2)
+    other = draw.soft_texture(4, 160, 80, 2.0, 20.0, 110).mean(axis=2)
     a = np.ascontiguousarray(tex[10:64, 10:106])
     for dx, dy in ((1, 0), (3, -1), (-2, 2)):  # whole and sub-pixel (below) shifts
         b = np.ascontiguousarray(tex[10 + dy : 64 + dy, 10 + dx : 106 + dx])
@@ -111,10 +60,10 @@ def test_shift_residual_tells_a_shifted_picture_from_a_blend():
 
 
 @pytest.fixture(scope="module")
-def soft_pan(tmp_path_factory):
+def soft_pan(tmp_path_factory, draw):
     """60 s panning 4 px/s (at analysis width) over blurred noise of luma std 20."""
     path = tmp_path_factory.mktemp("pan") / "pan.mp4"
-    encode_frames(path, pan(1, int(60 * FPS), speed=8.0), W, H, FPS)
+    encode_frames(path, draw.pan(1, int(60 * draw.FPS), speed=8.0), draw.W, draw.H, draw.FPS)
     return path
 
 
@@ -135,17 +84,18 @@ FLASHES = [(10, 1, "white"), (24, 2, "white"), (38, 3, "white")]
 FLASHES += [(52, 1, "boost"), (66, 2, "boost"), (80, 3, "boost")]
 
 
-def with_flashes(frames: list, flashes: list, path):
+def with_flashes(draw, frames: list, flashes: list, path):
     """Encode `frames` with the (start, length, kind) flashes applied; returns the path."""
     for start, n, kind in flashes:
-        frames[start : start + n] = [flash(f, kind) for f in frames[start : start + n]]
-    encode_frames(path, frames, W, H, FPS)
+        frames[start : start + n] = [draw.flash(f, kind) for f in frames[start : start + n]]
+    encode_frames(path, frames, draw.W, draw.H, draw.FPS)
     return path
 
 
 @pytest.fixture(scope="module")
-def flashy_shot(tmp_path_factory):
-    return with_flashes(shot(5, 96), FLASHES, tmp_path_factory.mktemp("flash") / "flashes.mp4")
+def flashy_shot(tmp_path_factory, draw):
+    path = tmp_path_factory.mktemp("flash") / "flashes.mp4"
+    return with_flashes(draw, draw.shot(5, 96), FLASHES, path)
 
 
 @pytest.mark.parametrize("detector", ["content", "adaptive", "transnetv2"])
@@ -169,10 +119,10 @@ CUTS, CUT_FLASHES = [32, 64], [(30, 2, "boost"), (62, 1, "boost"), (64, 2, "whit
 
 
 @pytest.fixture(scope="module")
-def flash_by_cuts(tmp_path_factory):
-    frames = shot(7, 32, mean=60) + shot(8, 32, mean=100) + shot(9, 32, mean=50)
+def flash_by_cuts(tmp_path_factory, draw):
+    frames = draw.shot(7, 32, mean=60) + draw.shot(8, 32, mean=100) + draw.shot(9, 32, mean=50)
     path = tmp_path_factory.mktemp("flashcut") / "flash_by_cuts.mp4"
-    return with_flashes(frames, CUT_FLASHES, path)
+    return with_flashes(draw, frames, CUT_FLASHES, path)
 
 
 @pytest.mark.parametrize("detector", ["content", "adaptive", "transnetv2"])
@@ -208,22 +158,26 @@ def test_flash_filter_holds_only_short_bright_runs_that_fall_back():
 
 
 @pytest.fixture(scope="module")
-def transitions(tmp_path_factory):
+def transitions(tmp_path_factory, draw):
     """Pan A ⨯ pan B (dissolve, 12 frames), fade out to black and in to shot C, C ⨯ pan D
     (dissolve, 24 frames); each shot 3 s. Returns (path, shots, transitions) in frames."""
     n, d1, d2, ramp = 72, 12, 24, 12
-    a, b, d = pan(11, n + d1, 8.0), pan(12, n + d1 + ramp, -10.0), pan(14, n + d2, 6.0)
-    c = shot(13, ramp + n + d2, mean=90)
+    a, b, d = (
+        draw.pan(11, n + d1, 8.0),
+        draw.pan(12, n + d1 + ramp, -10.0),
+        draw.pan(14, n + d2, 6.0),
+    )
+    c = draw.shot(13, ramp + n + d2, mean=90)
     black = np.zeros_like(a[0])
-    fade_out = [blend(f, black, (i + 1) / (ramp + 1)) for i, f in enumerate(b[n + d1 :])]
-    fade_in = [blend(black, f, (i + 1) / (ramp + 1)) for i, f in enumerate(c[:ramp])]
-    frames = a[:n] + crossfade(a[n:], b[:d1]) + b[d1 : n + d1] + fade_out + [black] * ramp
-    frames += fade_in + c[ramp : ramp + n] + crossfade(c[ramp + n :], d[:d2]) + d[d2:]
+    fade_out = [draw.blend(f, black, (i + 1) / (ramp + 1)) for i, f in enumerate(b[n + d1 :])]
+    fade_in = [draw.blend(black, f, (i + 1) / (ramp + 1)) for i, f in enumerate(c[:ramp])]
+    frames = a[:n] + draw.crossfade(a[n:], b[:d1]) + b[d1 : n + d1] + fade_out + [black] * ramp
+    frames += fade_in + c[ramp : ramp + n] + draw.crossfade(c[ramp + n :], d[:d2]) + d[d2:]
     marks = np.cumsum([0, n, d1, n, 3 * ramp, n, d2, n])
     shots = [(int(marks[i]), int(marks[i + 1])) for i in (0, 2, 4, 6)]
     gaps = [(int(marks[i]), int(marks[i + 1])) for i in (1, 3, 5)]
     path = tmp_path_factory.mktemp("trans") / "transitions.mp4"
-    encode_frames(path, frames, W, H, FPS)
+    encode_frames(path, frames, draw.W, draw.H, draw.FPS)
     return path, shots, gaps
 
 
@@ -236,7 +190,7 @@ def transition_recall(video: dict, gaps: list[tuple[int, int]]) -> float:
     return float(np.mean([out[i] for s, e in gaps for i in range(s, e)]))
 
 
-def test_fades_and_dissolves_between_pans_are_still_found(transitions, splitters):
+def test_fades_and_dissolves_between_pans_are_still_found(transitions, splitters, draw):
     path, shots, gaps = transitions
     video = run(splitters("content"), path)
     for s, e in gaps:  # no kept frame of any transition, and its middle in a rejected row
@@ -248,4 +202,4 @@ def test_fades_and_dissolves_between_pans_are_still_found(transitions, splitters
     for s, e in shots:  # every 3 s shot still yields clips, and only inside itself
         assert any(s <= c["start_frame"] and c["end_frame"] <= e for c in kept(video)), (s, e)
     seconds = sum(c["duration_s"] for c in kept(video))
-    assert seconds >= 0.75 * sum(e - s for s, e in shots) / FPS
+    assert seconds >= 0.75 * sum(e - s for s, e in shots) / draw.FPS
