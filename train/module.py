@@ -25,6 +25,7 @@ from train.flow import FlowConfig, RectifiedFlow, guided, initial_noise, sample
 from train.models.dit import DiT, DiTConfig
 from train.models.ema import EMA
 from train.models.text import TextEncoder, TextEncoderSpec, build_text_encoder
+from train.optim import OPTIMIZERS, OptimizerKind, build_optimizer
 from train.schedule import warmup_cosine
 
 # The EMA copy is in eval mode on purpose; Lightning warns about any such module.
@@ -80,6 +81,7 @@ class VideoDiffusion(L.LightningModule):
         lr: float = 5e-4,
         weight_decay: float = 0.01,
         betas: tuple[float, float] = (0.9, 0.99),
+        optimizer: OptimizerKind = "adamw",
         warmup_steps: int = 100,
         max_steps: int | None = None,
         min_lr_ratio: float = 0.1,
@@ -106,6 +108,8 @@ class VideoDiffusion(L.LightningModule):
             text: the frozen text encoder; stored in the checkpoint, so sampling needs
                 only the checkpoint (and the encoder's weights where it names them).
             flow: the timestep distribution and its token-count shift.
+            optimizer: `adamw`, or `muon` (Muon on the transformer blocks' matrices, AdamW
+                for the rest, one lr; see train.optim).
             max_steps: length of the cosine decay; None = the Trainer's max_steps.
             min_lr_ratio: the cosine ends at lr * min_lr_ratio.
             caption_dropout: probability a caption is dropped (for classifier-free guidance).
@@ -126,6 +130,8 @@ class VideoDiffusion(L.LightningModule):
         dit, text, flow = _as(DiTConfig, dit), _as(TextEncoderSpec, text), _as(FlowConfig, flow)
         if not 0 <= caption_dropout < 1:
             raise ValueError(f"--model.caption_dropout must be in [0, 1), got {caption_dropout}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"--model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if ema_every < 1:
             raise ValueError(f"--model.ema_every must be >= 1, got {ema_every}")
         encoder = build_text_encoder(text)
@@ -395,17 +401,23 @@ class VideoDiffusion(L.LightningModule):
     # ------------------------------------------------------------- optimizer
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW, no decay on biases/norms/embedding tables; linear warmup then cosine."""
+        """`--model.optimizer` (no decay on biases/norms/tables); linear warmup then cosine."""
         hp = self.hparams
-        decay, no_decay = [], []
-        for name, p in self.dit.named_parameters():
-            table = "null" in name or "pos." in name
-            (decay if p.dim() >= 2 and not table else no_decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": hp.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        kind = hp.get("optimizer", "adamw")
+        if (
+            kind == "muon"
+            and self._trainer
+            and "fsdp" in type(self.trainer.strategy).__name__.lower()
+        ):
+            # FSDP hands each rank flat shards; Newton-Schulz needs whole matrices.
+            raise ValueError("--model.optimizer muon needs whole matrices: use DDP, not FSDP")
+        opt = build_optimizer(
+            kind,
+            self.dit.named_parameters(),
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            betas=tuple(hp.betas),
+        )
         total = hp.max_steps or (self.trainer.max_steps if self._trainer else -1)
         warmup = max(hp.warmup_steps, 0)
 

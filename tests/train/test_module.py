@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from train.models.dit import DiTConfig
 from train.models.text import TextEncoderSpec, build_text_encoder
 from train.module import VideoDiffusion
+from train.optim import build_optimizer
 
 TEXT = TextEncoderSpec(kind="random", dim=16)
 COLOURS = {"red": (1.0, -1.0, -1.0), "blue": (-1.0, -1.0, 1.0)}
@@ -115,8 +116,10 @@ def test_precomputed_text_states_are_used_only_when_the_encoder_matches():
         assert torch.equal(mask, own_mask)
 
 
-@pytest.mark.parametrize("prediction", ["v", "x"])
-def test_overfits_four_clips_in_thirty_steps(prediction):
+@pytest.mark.parametrize(
+    ("prediction", "optimizer"), [("v", "adamw"), ("x", "adamw"), ("v", "muon")]
+)
+def test_overfits_four_clips_in_thirty_steps(prediction, optimizer):
     # Fixed noise and t per clip, so the loss can go to zero. The t values are in
     # the noisier half: at small t the target is the input's faint noise blown up
     # by 1/t, which no network memorises in 30 steps. Width 64 > the 48 values of
@@ -127,7 +130,7 @@ def test_overfits_four_clips_in_thirty_steps(prediction):
     batch = batch_of(4)
     t = torch.tensor([0.7, 0.8, 0.9, 0.95])
     noise = torch.randn(batch["video"].shape, generator=torch.Generator().manual_seed(0))
-    opt = torch.optim.AdamW(module.dit.parameters(), lr=1e-2, betas=(0.9, 0.99))
+    opt = build_optimizer(optimizer, module.dit.named_parameters(), 1e-2, 0.01, (0.9, 0.99))
     losses = []
     for _ in range(30):
         loss, _ = module.flow_loss(batch, None, t, noise, train=False)
@@ -158,18 +161,20 @@ class RecordLoss(L.Callback):
         self.losses[trainer.global_step] = float(outputs["loss"])
 
 
-def test_save_then_resume_gives_the_same_next_loss(tmp_path, trainer):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_save_then_resume_gives_the_same_next_loss(tmp_path, trainer, optimizer):
     # One batch per epoch: the data position is the data module's job (Lightning
     # restarts a plain DataLoader's epoch on resume); this checks model, optimizer,
     # schedule, EMA and the step-keyed randomness.
     loader = DataLoader(Squares(4), batch_size=4)
     straight = RecordLoss()
-    trainer(max_steps=4, callbacks=[straight]).fit(tiny_module(), loader)
+    trainer(max_steps=4, callbacks=[straight]).fit(tiny_module(optimizer=optimizer), loader)
 
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    trainer(max_steps=2, callbacks=[ckpt], enable_checkpointing=True).fit(tiny_module(), loader)
+    first = tiny_module(optimizer=optimizer)
+    trainer(max_steps=2, callbacks=[ckpt], enable_checkpointing=True).fit(first, loader)
     resumed = RecordLoss()
-    fresh = tiny_module(seed=0)
+    fresh = tiny_module(seed=0, optimizer=optimizer)
     torch.nn.init.normal_(fresh.dit.final.weight)  # must be overwritten by the checkpoint
     trainer(max_steps=4, callbacks=[resumed]).fit(fresh, loader, ckpt_path=tmp_path / "last.ckpt")
     assert sorted(resumed.losses) == [3, 4]
@@ -209,5 +214,20 @@ def test_generate_is_deterministic_and_restores_from_the_checkpoint(tmp_path, tr
 def test_bad_settings_name_the_flag():
     with pytest.raises(ValueError, match="--model.caption_dropout"):
         tiny_module(caption_dropout=1.0)
+    with pytest.raises(ValueError, match="--model.optimizer"):
+        tiny_module(optimizer="sgd")
     with pytest.raises(ValueError, match="--model.dit.text_dim"):
         tiny_module(dit=DiTConfig(width=32, depth=1, heads=2, text_dim=99))
+
+
+def test_muon_under_fsdp_fails_naming_the_flag():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+
+    module = tiny_module(optimizer="muon")
+    module._trainer = SimpleNamespace(strategy=DDPStrategy(), max_steps=10)
+    assert module.configure_optimizers()["optimizer"].muon.param_groups
+    module._trainer = SimpleNamespace(strategy=FSDPStrategy(), max_steps=10)
+    with pytest.raises(ValueError, match="--model.optimizer muon"):
+        module.configure_optimizers()
