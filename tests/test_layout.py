@@ -27,6 +27,7 @@ TRAIN_LAYERS: tuple[tuple[str, ...], ...] = (
     ("schemas",),
     (
         "train.schedule",
+        "train.optim",
         "train.flow",
         "train.filmstrip",
         "train.data",

@@ -25,7 +25,7 @@ from train.flow import FlowConfig, RectifiedFlow, guided, initial_noise, sample
 from train.models.dit import DiT, DiTConfig
 from train.models.ema import EMA
 from train.models.text import TextEncoder, TextEncoderSpec, build_text_encoder
-from train.optim import OPTIMIZERS, OptimizerKind, build_optimizer
+from train.optim import OptimizerKind, build_optimizer, check_optimizer
 from train.schedule import warmup_cosine
 
 # The EMA copy is in eval mode on purpose; Lightning warns about any such module.
@@ -130,8 +130,7 @@ class VideoDiffusion(L.LightningModule):
         dit, text, flow = _as(DiTConfig, dit), _as(TextEncoderSpec, text), _as(FlowConfig, flow)
         if not 0 <= caption_dropout < 1:
             raise ValueError(f"--model.caption_dropout must be in [0, 1), got {caption_dropout}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"--model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        check_optimizer(optimizer)
         if ema_every < 1:
             raise ValueError(f"--model.ema_every must be >= 1, got {ema_every}")
         encoder = build_text_encoder(text)
@@ -403,21 +402,10 @@ class VideoDiffusion(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """`--model.optimizer` (no decay on biases/norms/tables); linear warmup then cosine."""
         hp = self.hparams
+        fsdp = self._trainer is not None and "fsdp" in type(self.trainer.strategy).__name__.lower()
+        named = self.dit.named_parameters()
         kind = hp.get("optimizer", "adamw")
-        if (
-            kind == "muon"
-            and self._trainer
-            and "fsdp" in type(self.trainer.strategy).__name__.lower()
-        ):
-            # FSDP hands each rank flat shards; Newton-Schulz needs whole matrices.
-            raise ValueError("--model.optimizer muon needs whole matrices: use DDP, not FSDP")
-        opt = build_optimizer(
-            kind,
-            self.dit.named_parameters(),
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            betas=tuple(hp.betas),
-        )
+        opt = build_optimizer(kind, named, hp.lr, hp.weight_decay, tuple(hp.betas), fsdp)
         total = hp.max_steps or (self.trainer.max_steps if self._trainer else -1)
         warmup = max(hp.warmup_steps, 0)
 

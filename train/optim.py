@@ -173,16 +173,25 @@ class MuonAdamW(torch.optim.Optimizer):
         self.adamw.load_state_dict(state_dict["adamw"])
 
 
+def check_optimizer(kind: str) -> None:
+    """Fail at start on an unknown `--model.optimizer`."""
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"--model.optimizer must be one of {', '.join(OPTIMIZERS)}, got {kind!r}")
+
+
 def build_optimizer(
     kind: str,
     named: Iterable[tuple[str, Tensor]],
     lr: float,
     weight_decay: float,
     betas: tuple[float, float],
+    fsdp: bool = False,
 ) -> torch.optim.Optimizer:
     """The optimizer `--model.optimizer` names, over a model's named parameters."""
-    if kind not in OPTIMIZERS:
-        raise ValueError(f"--model.optimizer must be one of {', '.join(OPTIMIZERS)}, got {kind!r}")
+    check_optimizer(kind)
+    if kind == "muon" and fsdp:
+        # FSDP hands each rank flat shards; Newton-Schulz needs whole matrices.
+        raise ValueError("--model.optimizer muon needs whole matrices: use DDP, not FSDP")
     matrices, groups = split_params(named, weight_decay, muon=kind == "muon")
     if kind == "muon":
         return MuonAdamW(matrices, groups, lr=lr, weight_decay=weight_decay, betas=betas)
