@@ -57,5 +57,8 @@ def test_encoder_re_does_transcodes_and_hwaccel_does_not():
     assert fingerprint(build_config({"transcode": {"encoder": "h264_nvenc"}})) != base
     gpu_decode = {"split": {"hwaccel": "cuda"}, "transcode": {"hwaccel": "cuda"}}
     assert fingerprint(build_config(gpu_decode)) == base
-    # The default config's hash from before these fields existed: old outputs resume, not redo.
-    assert base == "d31ca18438718fc2"
+    # The hash from before these fields existed, with that era's default detector: old
+    # outputs made with `content` resume, not redo. The new default (`adaptive`) finds
+    # other cuts, so its outputs must not pass for them.
+    assert fingerprint(build_config({"split": {"detector": "content"}})) == "d31ca18438718fc2"
+    assert base != "d31ca18438718fc2"

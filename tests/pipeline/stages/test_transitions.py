@@ -203,3 +203,27 @@ def test_fades_and_dissolves_between_pans_are_still_found(transitions, splitters
         assert any(s <= c["start_frame"] and c["end_frame"] <= e for c in kept(video)), (s, e)
     seconds = sum(c["duration_s"] for c in kept(video))
     assert seconds >= 0.75 * sum(e - s for s, e in shots) / draw.FPS
+
+
+# -- low-contrast cuts --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def like_shots(tmp_path_factory, draw):
+    """Hard cuts between shots of one tint and brightness, only the texture changing: two
+    takes of one scene, or a dim interior cut to another (`make demo`'s footage had three)."""
+    frames = draw.shot(1, 48, mean=80) + draw.shot(3, 48, mean=80) + draw.shot(5, 48, mean=90)
+    path = tmp_path_factory.mktemp("like") / "like_shots.mp4"
+    encode_frames(path, frames, draw.W, draw.H, draw.FPS)
+    return path
+
+
+def test_the_default_detector_finds_cuts_between_like_shots(like_shots):
+    video = run(Splitter(SplitConfig(min_clip_s=1.0)), like_shots)
+    assert video["cuts"] == [48, 96]
+    shots = [(0, 48), (48, 96), (96, 144)]
+    assert all(
+        any(s <= c["start_frame"] and c["end_frame"] <= e for s, e in shots) for c in kept(video)
+    )
+    # The footage is the hard case: content's fixed threshold of 27 sees neither cut.
+    assert run(Splitter(SplitConfig(detector="content", min_clip_s=1.0)), like_shots)["cuts"] == []
