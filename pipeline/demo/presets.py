@@ -52,7 +52,7 @@ PRESETS: dict[str, Preset] = {
     # Wiring only (the test suite runs it): a 2-block model, a few steps, every stage real.
     "smoke": Preset(3, 128, 72, (3, 4), 12, 4, 3, train=SMOKE_MODEL),
     # `make demo`: 475-607 s on 2 cores after install (the box's speed drifts ~25%). 48 videos
-    # (126 kept clips, not 16 videos' 39) made colour and persistence reliable; spreading each
+    # (127 kept clips, not 16 videos' 39) made colour and persistence reliable; spreading each
     # sample's 8 frames over its clip is what moved direction in paired runs (RESULTS.md,
     # "make demo's recipe"). tiny.yaml's hourglass DiT takes 60% of the old step, so 900 steps
     # fit where 500 did ("An hourglass DiT"): the samples became one object per frame instead
