@@ -25,7 +25,7 @@ from train.flow import FlowConfig, RectifiedFlow, guided, initial_noise, sample
 from train.models.dit import DiT, DiTConfig
 from train.models.ema import EMA
 from train.models.text import TextEncoder, TextEncoderSpec, build_text_encoder
-from train.optim import OptimizerKind, build_optimizer, check_optimizer
+from train.optim import OptimizerKind, build_optimizer, check_optimizer, check_resume
 from train.schedule import warmup_cosine
 
 # The EMA copy is in eval mode on purpose; Lightning warns about any such module.
@@ -295,6 +295,9 @@ class VideoDiffusion(L.LightningModule):
             checkpoint["autoencoder_fingerprint"] = self.vae_fingerprint()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None and "optimizer_states" in checkpoint:  # a resumed fit
+            saved = checkpoint.get("hyper_parameters", {}).get("optimizer", "adamw")
+            check_resume(saved, self.hparams.get("optimizer", "adamw"))
         trained = checkpoint.get("autoencoder_fingerprint")
         if trained and self.vae is not None and self.vae_fingerprint() != trained:
             raise ValueError(

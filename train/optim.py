@@ -175,6 +175,15 @@ def check_optimizer(kind: str) -> None:
         raise ValueError(f"--model.optimizer must be one of {', '.join(OPTIMIZERS)}, got {kind!r}")
 
 
+def check_resume(saved: str, kind: str) -> None:
+    """A checkpoint's optimizer state fits only the optimizer that wrote it."""
+    if saved != kind:
+        raise ValueError(
+            f"--model.optimizer {kind}: this checkpoint was trained with {saved}; "
+            f"resume with --model.optimizer {saved}"
+        )
+
+
 def build_optimizer(
     kind: str,
     named: Iterable[tuple[str, Tensor]],

@@ -183,6 +183,19 @@ def test_save_then_resume_gives_the_same_next_loss(tmp_path, trainer, optimizer)
     assert int(fresh.ema.num_updates) == 4
 
 
+def test_resuming_with_another_optimizer_names_the_flag(tmp_path, trainer):
+    loader = DataLoader(Squares(4), batch_size=4)
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    first = tiny_module(optimizer="muon")
+    trainer(max_steps=1, callbacks=[ckpt], enable_checkpointing=True).fit(first, loader)
+    with pytest.raises(ValueError, match="resume with --model.optimizer muon"):
+        trainer(max_steps=2).fit(tiny_module(), loader, ckpt_path=tmp_path / "last.ckpt")
+    # Sampling from it needs no optimizer: loading for inference is not a resume.
+    VideoDiffusion.load_from_checkpoint(
+        tmp_path / "last.ckpt", map_location="cpu", optimizer="adamw"
+    )
+
+
 def test_validation_loss_uses_the_same_noise_every_time(trainer):
     module = tiny_module()
     tr = trainer()
