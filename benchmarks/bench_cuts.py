@@ -30,19 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import machine  # noqa: E402
 
 from pipeline.config.curate import build_config  # noqa: E402
-from pipeline.stages.split import Splitter, analysis_size, plan_clips  # noqa: E402
-
-
-def make_demo_footage(folder: Path) -> Path:
-    """`make demo`'s synth call: the default preset's videos, seed 0, its junk."""
-    from pipeline.demo.presets import HOLDOUT, JUNK, PRESETS
-    from pipeline.synthetic.synth import synthesize
-    from pipeline.synthetic.vocab import load_holdout
-
-    p = PRESETS["default"]
-    synthesize(folder, p.videos, 0, width=p.width, height=p.height, shots_per_video=p.shots,
-               holdout=load_holdout(HOLDOUT), **JUNK)  # fmt: skip
-    return folder
+from pipeline.demo.demo import synth_footage  # noqa: E402
+from pipeline.stages.probe import probe_video  # noqa: E402
+from pipeline.stages.split import Splitter  # noqa: E402
 
 
 def score_video(truth: dict, video: dict) -> dict[str, int]:
@@ -80,14 +70,11 @@ def run_detector(raw: Path, truths: list[dict], detector: str) -> dict[str, floa
     totals = {"hard": 0, "hit": 0, "false": 0, "clips": 0, "crossing": 0}
     seconds = footage = 0.0
     for truth in truths:
-        size = analysis_size(truth["width"], truth["height"], cfg.analysis_width)
+        row = probe_video({"path": str(raw / truth["file"])})
         began = time.perf_counter()
-        video = {"fps": truth["fps"], "width": truth["width"], "height": truth["height"]}
-        video.update(splitter.analyse(str(raw / truth["file"]), truth["fps"], size))
+        video = splitter(row)  # the stage itself: analysis, cut edits, clip planning
         seconds += time.perf_counter() - began
         footage += truth["duration_s"]
-        video["video_id"], video["source_path"] = "v", truth["file"]
-        video["clips"] = plan_clips(video, cfg)
         for k, v in score_video(truth, video).items():
             totals[k] += v
     return {**totals, "s_per_min": seconds / (footage / 60)}
@@ -99,7 +86,7 @@ def main() -> int:
     p.add_argument("--detectors", default="content,adaptive,transnetv2")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        raw = args.raw or make_demo_footage(Path(tmp) / "raw")
+        raw = args.raw or synth_footage(Path(tmp) / "raw", "default")
         truths = json.loads((raw / "truth.json").read_text())
         print(f"machine: {machine()}; {len(truths)} videos in {raw}")
         print(

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
 
 OptimizerKind = Literal["adamw", "muon"]
-OPTIMIZERS: tuple[str, ...] = ("adamw", "muon")
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerKind)
 # Where Muon applies: the DiT's transformer blocks and the hourglass's merge/split
 # projections. Everything else is an input or output map (patch, time, micro and text
 # embeddings; the final layer), which Muon's authors leave to AdamW.

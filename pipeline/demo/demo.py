@@ -31,6 +31,14 @@ from pipeline.synthetic.synth import synthesize
 from pipeline.synthetic.vocab import load_holdout
 
 
+def synth_footage(raw: Path, preset_name: str, seed: int = 0) -> Path:
+    """The preset's raw footage (with `truth.json`) in `raw`: synth with the demo's junk."""
+    preset = PRESETS[preset_name]
+    synthesize(raw, preset.videos, seed, width=preset.width, height=preset.height,
+               shots_per_video=preset.shots, holdout=load_holdout(HOLDOUT), **JUNK)  # fmt: skip
+    return raw
+
+
 def run_demo(
     out: Path, preset_name: str, ablate: str | None = None, seed: int = 0, latent: bool = False
 ) -> dict:
@@ -42,9 +50,7 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     clock: dict[str, float] = {}
     began = time.perf_counter()
-    raw = out / "raw"
-    synthesize(raw, preset.videos, seed, width=preset.width, height=preset.height,
-               shots_per_video=preset.shots, holdout=load_holdout(HOLDOUT), **JUNK)  # fmt: skip
+    raw = synth_footage(out / "raw", preset_name, seed)
     clock["synth"] = time.perf_counter() - began
     cfg = build_config({"ray": {"address": "none"}, "transcode": {"short_side": SHORT_SIDE}})
     # No report.html: its previews of every clip (~14 s of 323 in `make demo`) are not what
