@@ -63,10 +63,11 @@ PRESETS: dict[str, Preset] = {
     # (RESULTS.md, "the loader"; without a worker, 0.43).
     "default": Preset(48, 192, 108, (3, 7), 1100, 16, 20, span_s="clip",
                       train=("--data.decode_cache_mb", "256", "--model.dit.width", "96")),
-    # The benchmark: 31 minutes on 2 cores (measured alone); with --ablate naive both models
-    # train side by side on one core each (76 minutes measured, with a loader worker each, so
-    # four processes on two cores: here samples are made in the training process instead).
-    "bench": Preset(60, 320, 180, (3, 7), 3000, 16, 30, fps=6,
+    # The benchmark: 43 minutes on 2 cores (measured alone; 4,000 steps where 3,000 took 31
+    # minutes and left direction and all three short: RESULTS.md, thirteenth runs); with
+    # --ablate naive both models train side by side on one core each (76 minutes measured at
+    # 3,000 steps, not re-measured; here samples are made in the training process).
+    "bench": Preset(60, 320, 180, (3, 7), 4000, 16, 30, fps=6,
                     train=("--data.decode_cache_mb", "256", "--data.num_workers", "0")),
 }  # fmt: skip
 SHORT_SIDE = 90  # curated/naive clips; the trainer resizes to 32 px
