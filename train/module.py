@@ -296,8 +296,9 @@ class VideoDiffusion(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._trainer is not None and "optimizer_states" in checkpoint:  # a resumed fit
+            # A checkpoint from before --model.optimizer existed was trained with AdamW.
             saved = checkpoint.get("hyper_parameters", {}).get("optimizer", "adamw")
-            check_resume(saved, self.hparams.get("optimizer", "adamw"))
+            check_resume(saved, self.hparams.optimizer)
         trained = checkpoint.get("autoencoder_fingerprint")
         if trained and self.vae is not None and self.vae_fingerprint() != trained:
             raise ValueError(
@@ -407,8 +408,7 @@ class VideoDiffusion(L.LightningModule):
         hp = self.hparams
         fsdp = self._trainer is not None and "fsdp" in type(self.trainer.strategy).__name__.lower()
         named = self.dit.named_parameters()
-        kind = hp.get("optimizer", "adamw")
-        opt = build_optimizer(kind, named, hp.lr, hp.weight_decay, tuple(hp.betas), fsdp)
+        opt = build_optimizer(hp.optimizer, named, hp.lr, hp.weight_decay, tuple(hp.betas), fsdp)
         total = hp.max_steps or (self.trainer.max_steps if self._trainer else -1)
         warmup = max(hp.warmup_steps, 0)
 
