@@ -51,18 +51,17 @@ SMOKE_MODEL = ("--model.dit.depth", "2", "--model.dit.coarse_blocks", "1",
 PRESETS: dict[str, Preset] = {
     # Wiring only (the test suite runs it): a 2-block model, a few steps, every stage real.
     "smoke": Preset(3, 128, 72, (3, 4), 12, 4, 3, train=SMOKE_MODEL),
-    # `make demo`: 475-607 s on 2 cores after install (the box's speed drifts ~25%). 48 videos
-    # (127 kept clips, not 16 videos' 39) made colour and persistence reliable; spreading each
-    # sample's 8 frames over its clip is what moved direction in paired runs (RESULTS.md,
-    # "make demo's recipe"). tiny.yaml's hourglass DiT takes 60% of the old step, so 900 steps
-    # fit where 500 did ("An hourglass DiT"): the samples became one object per frame instead
-    # of specks; shape is still weak. Width 96 takes 0.8 of the 128-wide step, so 1,100 steps
-    # cost what 900 did; over 3 training seeds its direction was 52-67% against 31-50%, all
-    # three the same (RESULTS.md, "three seeds"). Its loader worker now keeps its decoded
-    # clips for the whole run: 0.42 s a step against 0.50 with a fresh worker every epoch
-    # (RESULTS.md, "the loader"; without a worker, 0.43).
-    "default": Preset(48, 192, 108, (3, 7), 1100, 16, 20, span_s="clip",
-                      train=("--data.decode_cache_mb", "256", "--model.dit.width", "96")),
+    # `make demo`: about 8-10 minutes on 2 cores after install (the box's speed drifts ~25%).
+    # 48 videos (127 kept clips) made colour and persistence reliable; spreading each sample's
+    # 8 frames over its clip is what moved direction (RESULTS.md, "make demo's recipe"). The
+    # DiT runs all its 6 blocks on 2x2-merged tokens (64 of them; the 4x4-pixel tokens only
+    # embed the patches and skip to the output), a step 2.3x cheaper than tiny.yaml's
+    # hourglass with a fine block on each side: so 2,700 steps cost what 1,100 did, and over
+    # three training seeds direction rose from 58-69% to 69-83%, all three from 17-19% to
+    # 31-35% (RESULTS.md, "All blocks coarse"). Shape is still short (40-46%).
+    "default": Preset(48, 192, 108, (3, 7), 2700, 16, 20, span_s="clip",
+                      train=("--data.decode_cache_mb", "256", "--model.dit.width", "96",
+                             "--model.dit.depth", "6", "--model.dit.coarse_blocks", "6")),
     # The benchmark: 43 minutes on 2 cores (measured alone; 4,000 steps where 3,000 took 31
     # minutes and left direction and all three short: RESULTS.md, thirteenth runs); with
     # --ablate naive both models train side by side on one core each (76 minutes measured at

@@ -9,12 +9,16 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from pipeline.cli import main as clipmill
 from pipeline.demo.naive import naive_shards
+from pipeline.demo.presets import PRESETS
+from pipeline.demo.rows import fit_argv
 from pipeline.synthetic.synth import synthesize
 from pipeline.synthetic.vocab import load_holdout
+from train.cli import train_main
 
 HOLDOUT = Path(__file__).parents[3] / "configs" / "world" / "holdout.yaml"
 LOSS_WINDOW = 3  # logged losses averaged at each end of a training curve
@@ -89,3 +93,19 @@ def test_unknown_preset_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         clipmill(["demo", "--output", str(tmp_path), "--preset", "huge"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_presets_training_row_parses_with_its_model(name, tmp_path: Path, capsys) -> None:
+    """A preset's extra training flags reach the model: a renamed or mistyped flag in
+    `presets.py` would otherwise surface only at the end of a 10-minute `make demo`."""
+    preset = PRESETS[name]
+    argv = fit_argv(tmp_path / "run", ["--data.shards", "x"], preset)
+    assert train_main([*argv, "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    dit = printed["model"]["dit"]
+    flags = dict(zip(preset.train[::2], preset.train[1::2], strict=True))
+    for flag, value in flags.items():
+        if flag.startswith("--model.dit."):
+            assert str(dit[flag.removeprefix("--model.dit.")]) == value
+    assert printed["trainer"]["max_steps"] == preset.steps
