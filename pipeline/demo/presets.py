@@ -54,14 +54,18 @@ PRESETS: dict[str, Preset] = {
     # `make demo`: 475 s on 2 cores after install (a fresh clone; the box's speed drifts ~25%).
     # 48 videos (127 kept clips) made colour and persistence reliable; spreading each sample's
     # 8 frames over its clip is what moved direction (RESULTS.md, "make demo's recipe"). The
-    # DiT runs all its 6 blocks on 2x2-merged tokens (64 of them; the 4x4-pixel tokens only
-    # embed the patches and skip to the output), a step 2.3x cheaper than tiny.yaml's
-    # hourglass with a fine block on each side: so 2,700 steps cost what 1,100 did, and over
-    # three training seeds direction rose from 58-69% to 69-83%, all three from 17-19% to
-    # 31-35% (RESULTS.md, "All blocks coarse"). Shape is still short (40-46%).
+    # DiT runs all its 6 blocks on merged tokens (64 of them; the patch tokens only embed the
+    # input and skip to the output), a step 2.3x cheaper than tiny.yaml's hourglass with a
+    # fine block on each side: so 2,700 steps cost what 1,100 did (RESULTS.md, "All blocks
+    # coarse"). Its patches are one frame deep (1x4x4, merged 2x2x2), not two: with the frames
+    # spread over the clip, two neighbouring frames show the object well apart, and a
+    # two-frame patch must draw both from one token. Over three training seeds direction rose
+    # from 69-83% to 92-98% at the same cost (RESULTS.md, "One-frame patches"). Shape is still
+    # short (31-48%).
     "default": Preset(48, 192, 108, (3, 7), 2700, 16, 20, span_s="clip",
                       train=("--data.decode_cache_mb", "256", "--model.dit.width", "96",
-                             "--model.dit.depth", "6", "--model.dit.coarse_blocks", "6")),
+                             "--model.dit.depth", "6", "--model.dit.coarse_blocks", "6",
+                             "--model.dit.patch_t", "1", "--model.dit.coarse_merge", "[2,2,2]")),
     # The benchmark: 43 minutes on 2 cores (measured alone; 4,000 steps where 3,000 took 31
     # minutes and left direction and all three short: RESULTS.md, thirteenth runs); with
     # --ablate naive both models train side by side on one core each (76 minutes measured at
