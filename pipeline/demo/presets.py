@@ -51,7 +51,7 @@ SMOKE_MODEL = ("--model.dit.depth", "2", "--model.dit.coarse_blocks", "1",
 PRESETS: dict[str, Preset] = {
     # Wiring only (the test suite runs it): a 2-block model, a few steps, every stage real.
     "smoke": Preset(3, 128, 72, (3, 4), 12, 4, 3, train=SMOKE_MODEL),
-    # `make demo`: 475 s on 2 cores after install (a fresh clone; the box's speed drifts ~25%).
+    # `make demo`: 440 s on 2 cores after install (a fresh clone; the box's speed drifts ~25%).
     # 48 videos (127 kept clips) made colour and persistence reliable; spreading each sample's
     # 8 frames over its clip is what moved direction (RESULTS.md, "make demo's recipe"). The
     # DiT runs all its 6 blocks on merged tokens (64 of them; the patch tokens only embed the
