@@ -234,26 +234,31 @@ def test_middle_blocks_see_a_quarter_of_the_tokens():
     assert seen == [(3, 10, 6), (2, 5, 3), (3, 10, 6)]
 
 
-def test_all_blocks_coarse_keeps_the_fine_patches_through_the_skip():
+@pytest.mark.parametrize(
+    "patch_t, merge, coarse_grid",
+    [(2, (1, 2, 2), (4, 5, 3)), (1, (2, 2, 2), (4, 5, 3))],  # make demo's: one-frame patches
+)
+def test_all_blocks_coarse_keeps_the_fine_patches_through_the_skip(patch_t, merge, coarse_grid):
     """`coarse_blocks == depth` (make demo's model): every block sees the merged grid, and
-    the fine patch tokens still reach the output, so it keeps the input's full resolution."""
-    model = randomize(DiT(tiny(depth=2, coarse_blocks=2)))
+    the fine patch tokens still reach the output, so it keeps the input's full resolution.
+    With one-frame patches merged 2x2x2 the blocks see as many tokens as with two-frame ones."""
+    model = randomize(DiT(tiny(depth=2, coarse_blocks=2, patch_t=patch_t, coarse_merge=merge)))
     seen = []
     for block in model.blocks:
         block.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[1:4])))
-    x, *rest = inputs((1, 3, 8, 40, 24))  # 4 x 10 x 6 fine tokens
+    x, *rest = inputs((1, 3, 8, 40, 24))  # 8 / patch_t x 10 x 6 fine tokens
     x.requires_grad_(True)
     out = model(x, *rest)
-    assert seen == [(4, 5, 3), (4, 5, 3)]
+    assert seen == [coarse_grid, coarse_grid]
     assert out.shape == x.shape
     # One output patch depends on its own input patch beyond what the merged token carries:
     # with the coarse path cut, the gradient still reaches that patch (the skip), and only it.
     model.hourglass.up.weight.data.zero_()
     model.hourglass.up.bias.data.zero_()
-    model(x, *rest)[0, :, 0:2, 0:4, 0:4].sum().backward()
+    model(x, *rest)[0, :, 0:patch_t, 0:4, 0:4].sum().backward()
     touched = x.grad[0].abs().sum(0) > 0  # [T, H, W]
-    assert touched[0:2, 0:4, 0:4].all()
-    assert touched.sum() == 2 * 4 * 4
+    assert touched[0:patch_t, 0:4, 0:4].all()
+    assert touched.sum() == patch_t * 4 * 4
 
 
 def test_fresh_hourglass_is_the_identity_so_training_starts_smooth():
