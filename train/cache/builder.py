@@ -48,6 +48,7 @@ from train.data.augment import (
     finite_number,
     flip_caption,
     flip_video,
+    jitter_stride,
     parse_record,
     random_offset,
     resize_for_crop,
@@ -129,7 +130,7 @@ def draw_views(raw: dict[str, Any], cfg: CacheConfig) -> tuple[list[np.ndarray],
             scaled = resize_for_crop(info.height, info.width, cfg.size)
             for k in range(cfg.views):
                 view_rng = rng if k else None  # view 0: centred, unflipped
-                stride = base if k == 0 else _jitter(base, cfg.stride_jitter, rng)
+                stride = jitter_stride(base, cfg.stride_jitter, view_rng)
                 indices, used = temporal_indices(n_frames, cfg.num_frames, stride, view_rng)
                 frames = reader.read(indices, scaled)
                 video, box = _crop(frames, cfg.size, view_rng)
@@ -145,12 +146,6 @@ def draw_views(raw: dict[str, Any], cfg: CacheConfig) -> tuple[list[np.ndarray],
         raise CorruptSample("decode_error", f"{type(err).__name__}: {err}") from err
     record = {**record, "fps": clip_fps}
     return videos, views, record
-
-
-def _jitter(stride: float, jitter: float, rng: np.random.Generator) -> float:
-    if jitter <= 0:
-        return stride
-    return max(1.0, stride * math.exp(rng.uniform(-math.log1p(jitter), math.log1p(jitter))))
 
 
 def _crop(frames: np.ndarray, size: tuple[int, int], rng: np.random.Generator | None) -> tuple:

@@ -13,7 +13,7 @@ the text encoder from the pipeline folder and draws each clip's views in its buc
 
 `--train-config configs/train/latent_tiny.yaml` takes the text encoder
 (`model.text`), the autoencoder (`model.autoencoder`) and the sampling
-(`data.num_frames/size/fps/frame_stride/span_s/flip_pairs`) from the training YAML,
+(`data.num_frames/size/fps/frame_stride/span_s/stride_jitter/flip_pairs`) from the training YAML,
 so the cache matches what that training run will check; explicit flags win.
 Exit codes: 0 done (corrupt clips are counted, not fatal), 2 usage/config error.
 """
@@ -98,6 +98,8 @@ def _train_defaults(path: str | None) -> tuple[dict, dict, str | None]:
     cfg = _read_yaml(path)
     model, data = section_args(cfg, "model"), section_args(cfg, "data")
     options = {k: data[k] for k in ("fps", "frame_stride", "span_s", "flip_pairs") if data.get(k)}
+    if data.get("stride_jitter") is not None:  # 0 is a choice here (no jitter), not "unset"
+        options["stride_jitter"] = data["stride_jitter"]
     if model.get("pretrained"):  # a fine-tuning YAML: the family's VAE, buckets from data
         return (
             {},

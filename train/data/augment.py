@@ -127,6 +127,18 @@ def temporal_indices(
     return [start + math.floor(k * stride + 0.5) for k in range(num_frames)], stride
 
 
+def jitter_stride(stride: float, jitter: float, rng: np.random.Generator | None) -> float:
+    """`stride` times a log-uniform factor in [1 / (1 + jitter), 1 + jitter] (never below 1).
+
+    Each sample then shows its clip at another pace: faster strides show the motion, slower
+    ones a nearly still object in detail. The rate actually used is what the batch's `fps`
+    reports. No `rng` (validation, a cache's first view) or no jitter: `stride` unchanged.
+    """
+    if jitter <= 0 or rng is None:
+        return stride
+    return max(1.0, stride * math.exp(rng.uniform(-math.log1p(jitter), math.log1p(jitter))))
+
+
 def _span(num_frames: int, stride: float) -> int:
     return math.floor((num_frames - 1) * stride + 0.5) + 1
 
@@ -216,6 +228,7 @@ class SampleConfig:
     fps: float | None = None
     frame_stride: int | None = None
     span_s: Span = None
+    stride_jitter: float = 0.0
     flip_prob: float = 0.5
     flip_pairs: tuple[tuple[str, str], ...] = DEFAULT_FLIP_PAIRS
     caption_rotation: bool = True
@@ -232,6 +245,7 @@ class SampleConfig:
         stride = self.frame_stride
         _check(stride is None or stride >= 1, "frame_stride", "be at least 1", stride)
         check_rate(self, lambda f: f"--data.{f}")
+        _check(self.stride_jitter >= 0, "stride_jitter", "be >= 0", self.stride_jitter)
         _check(0.0 <= self.flip_prob <= 1.0, "flip_prob", "be in [0, 1]", self.flip_prob)
         _check(self.decode_cache_mb >= 0, "decode_cache_mb", "be >= 0", self.decode_cache_mb)
 
@@ -300,6 +314,7 @@ def prepare_sample(
         with Mp4Reader(raw["mp4"]) as reader:
             info = reader.info
             clip_fps, n_frames, stride = clip_timing(info, record, cfg)
+            stride = jitter_stride(stride, cfg.stride_jitter, rng)
             indices, used = temporal_indices(n_frames, cfg.num_frames, stride, rng)
             scaled = resize_for_crop(info.height, info.width, cfg.size)
             if decoded is None:

@@ -69,6 +69,10 @@ class VideoDataModule(L.LightningDataModule):
             not a fraction of a second of it; a clip shorter than the span is
             spanned whole. The rate this gives is the batch's fps. Excludes fps
             and frame_stride.
+        stride_jitter: each training sample's stride times a log-uniform factor
+            in [1 / (1 + j), 1 + j], so samples show their clips at several
+            paces (the rate used is the batch's fps); validation is not
+            jittered. 0: off.
         decode_cache_mb: keep up to this many MB of decoded clips (at the
             training size) in each DataLoader worker, so many epochs over few
             clips decode each clip about once per epoch instead of once a
@@ -106,6 +110,7 @@ class VideoDataModule(L.LightningDataModule):
         fps: float | None = None,
         frame_stride: int | None = None,
         span_s: float | Literal["clip"] | None = None,
+        stride_jitter: float = 0.0,
         decode_cache_mb: float = 0.0,
         batch_size: int = 8,
         num_workers: int = 2,

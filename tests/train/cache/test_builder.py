@@ -272,7 +272,7 @@ def test_cli_takes_encoders_and_sampling_from_the_training_config(built, tmp_pat
     config = tmp_path / "latent.yaml"
     model = {"autoencoder": save_autoencoder(vae, tmp_path / "vae.ckpt"),
              "text": {"kind": "random", "dim": 16, "max_length": 8}}  # fmt: skip
-    data = {"kind": "latents", "num_frames": 3, "size": 8}
+    data = {"kind": "latents", "num_frames": 3, "size": 8, "stride_jitter": 0.0}
     config.write_text(json.dumps({"model": model, "data": data}))  # JSON is YAML
     out = tmp_path / "cache"
     argv = ["--train-config", str(config), "--shards", shards, "--output", str(out),
@@ -281,4 +281,5 @@ def test_cli_takes_encoders_and_sampling_from_the_training_config(built, tmp_pat
     header = read_header(out)
     assert header["text_encoder"]["id"] == "random:d16:s0:v4096:L8"
     assert header["sample"]["num_frames"] == 3 and header["sample"]["size"] == [8, 8]
+    assert header["sample"]["stride_jitter"] == 0.0  # the trainer's pace, not the cache's 0.25
     assert header["autoencoder"]["spec"] == model["autoencoder"]

@@ -11,6 +11,7 @@ from schemas import empty_clip
 from train.data.augment import (
     DecodedClips,
     SampleConfig,
+    jitter_stride,
     prepare_sample,
     sample_stride,
     span_stride,
@@ -73,6 +74,7 @@ def test_span_wins_only_when_set():
         ({"span_s": "all"}, "--data.span_s must be a positive number of seconds or 'clip'"),
         ({"span_s": 2.0, "fps": 6.0}, "give one of --data.fps, --data.frame_stride"),
         ({"span_s": "clip", "frame_stride": 2}, "give one of --data.fps, --data.frame_stride"),
+        ({"stride_jitter": -0.5}, "--data.stride_jitter must be >= 0"),
     ],
 )
 def test_bad_span_settings_name_the_flag(kwargs, message):
@@ -96,8 +98,35 @@ def test_a_sample_spread_over_the_clip_shows_its_motion_and_rate():
     assert sample["fps"] == pytest.approx(fps / ((n - 1) / 3))
 
 
-def moving_bar_sample(n: int = 48, fps: float = 24.0) -> dict:
-    video = np.full((n, 16, 64, 3), 20, np.uint8)
+def test_jittered_strides_stay_in_their_range_and_cover_it():
+    rng = np.random.default_rng(0)
+    strides = [jitter_stride(6.0, 1.0, rng) for _ in range(400)]
+    assert min(strides) >= 3.0 - 1e-9 and max(strides) <= 12.0 + 1e-9  # 6 / 2 .. 6 * 2
+    assert min(strides) < 3.3 and max(strides) > 11.0  # both ends are reached
+    assert 0.4 < np.mean(np.array(strides) < 6.0) < 0.6  # log-uniform: half below, half above
+    assert min(jitter_stride(1.5, 3.0, rng) for _ in range(50)) == 1.0  # never below 1
+    assert jitter_stride(6.0, 0.0, rng) == 6.0 and jitter_stride(6.0, 1.0, None) == 6.0
+
+
+def test_jittered_samples_show_their_clip_at_several_paces_and_say_which():
+    """Each training sample draws its own pace; its fps tells the model the pace drawn,
+    read here from where the moving bar is; validation (no rng) is not jittered."""
+    raw = moving_bar_sample(n=96, width=112)  # the bar crosses the whole frame, never cropped
+    cfg = SampleConfig(num_frames=4, size=(16, 112), span_s=2.0, stride_jitter=2.0, flip_prob=0)
+    rates = set()
+    for seed in range(12):
+        sample = prepare_sample(raw, cfg, np.random.default_rng(seed))
+        columns = [int(np.argmax(f[..., 0].mean(axis=0))) - 8 for f in sample["video"]]
+        gap = np.diff(columns).mean()  # frames between samples: the bar moves 1 px a frame
+        assert sample["fps"] == pytest.approx(24.0 / gap, rel=0.1)
+        rates.add(round(sample["fps"], 2))
+    assert len(rates) >= 4
+    still = SampleConfig(num_frames=4, size=(16, 112), span_s=2.0, flip_prob=0.0)
+    assert prepare_sample(raw, cfg, None)["fps"] == prepare_sample(raw, still, None)["fps"]
+
+
+def moving_bar_sample(n: int = 48, fps: float = 24.0, width: int = 64) -> dict:
+    video = np.full((n, 16, width, 3), 20, np.uint8)
     for i in range(n):
         video[i, :, i + 8] = 230
     key = f"{1:016x}_{0:07d}_{n:07d}"
