@@ -130,7 +130,7 @@ def temporal_indices(
 def jitter_stride(stride: float, jitter: float, rng: np.random.Generator | None) -> float:
     """`stride` times a log-uniform factor in [1 / (1 + jitter), 1 + jitter] (never below 1).
 
-    Each sample then shows its clip at another pace: faster strides show the motion, slower
+    Each sample then shows its clip at another pace: longer strides show the motion, shorter
     ones a nearly still object in detail. The rate actually used is what the batch's `fps`
     reports. No `rng` (validation, a cache's first view) or no jitter: `stride` unchanged.
     """

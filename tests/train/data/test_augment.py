@@ -82,6 +82,11 @@ def test_bad_span_settings_name_the_flag(kwargs, message):
         SampleConfig(**kwargs)
 
 
+def bar_frames(video: np.ndarray) -> list[int]:
+    """Which source frame each sampled frame is: the bar stands in column frame + 8."""
+    return [int(np.argmax(frame[..., 0].mean(axis=0))) - 8 for frame in video]
+
+
 def test_a_sample_spread_over_the_clip_shows_its_motion_and_rate():
     # A bright column that moves one pixel a frame: where it is tells which frame we got.
     n, fps = 48, 24.0
@@ -93,7 +98,7 @@ def test_a_sample_spread_over_the_clip_shows_its_motion_and_rate():
     raw = {"__key__": key, "mp4": encode_mp4(video, fps), "json": json.dumps(record).encode()}
     cfg = SampleConfig(num_frames=4, size=(16, 64), span_s="clip", flip_prob=0.0)
     sample = prepare_sample(raw, cfg, None)
-    columns = [int(np.argmax(frame[..., 0].mean(axis=0))) - 8 for frame in sample["video"]]
+    columns = bar_frames(sample["video"])
     assert columns[0] == 0 and columns[-1] == n - 1  # first and last frame of the clip
     assert sample["fps"] == pytest.approx(fps / ((n - 1) / 3))
 
@@ -116,8 +121,9 @@ def test_jittered_samples_show_their_clip_at_several_paces_and_say_which():
     rates = set()
     for seed in range(12):
         sample = prepare_sample(raw, cfg, np.random.default_rng(seed))
-        columns = [int(np.argmax(f[..., 0].mean(axis=0))) - 8 for f in sample["video"]]
-        gap = np.diff(columns).mean()  # frames between samples: the bar moves 1 px a frame
+        gap = np.diff(
+            bar_frames(sample["video"])
+        ).mean()  # frames between samples: the bar moves 1 px a frame
         assert sample["fps"] == pytest.approx(24.0 / gap, rel=0.1)
         rates.add(round(sample["fps"], 2))
     assert len(rates) >= 4
