@@ -35,7 +35,8 @@ def synth_footage(raw: Path, preset_name: str, seed: int = 0) -> Path:
     """The preset's raw footage (with `truth.json`) in `raw`: synth with the demo's junk."""
     preset = PRESETS[preset_name]
     synthesize(raw, preset.videos, seed, width=preset.width, height=preset.height,
-               shots_per_video=preset.shots, holdout=load_holdout(HOLDOUT), **JUNK)  # fmt: skip
+               shots_per_video=preset.shots, holdout=load_holdout(HOLDOUT),
+               shape_size=preset.shape_size, **JUNK)  # fmt: skip
     return raw
 
 
@@ -70,8 +71,11 @@ def run_demo(
         from pipeline.demo.latent import train_latent_row
 
         rows["latent"] = train_latent_row(out, preset)
-    # What 100% looks like at the training size: the checker on ground-truth clips.
-    truth = render_truth_clips(out / "checker_truth", 32, 8, seed=seed)
+    # What 100% looks like at the training size: the checker on ground-truth clips, their
+    # shapes as large as the footage's.
+    truth = render_truth_clips(
+        out / "checker_truth", 32, 8, seed=seed, shape_size=preset.shape_size
+    )
     truth_strips(truth)
     rows = {"ground truth (checker)": evaluate(truth, load_holdout(HOLDOUT)), **rows}
     clock["total"] = time.perf_counter() - began

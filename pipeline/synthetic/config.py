@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from pipeline.synthetic.junk import JUNK_KINDS
 from pipeline.synthetic.vocab import all_combos
 
+# The shape's side as a fraction of the frame's short side: 10 px when the trainer works at
+# 32 px, where a 6-px shape (0.2) left a 600-step model at chance on shape and drawing specks.
+# `make demo` films 0.45 (14 px at 32 px): its short training learns shape there (RESULTS.md).
+SHAPE_SIZE = 0.3
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -44,6 +49,7 @@ class SynthConfig:
     pan_s: tuple[float, float] = (20.0, 60.0)  # a pan's length in seconds
     flash_prob: float = 0.0  # an ordinary shot has 1-3 flash frames
     fade_prob: float = 0.0  # a transition is a fade through black (after dissolve, black)
+    shape_size: float = SHAPE_SIZE  # the shape's side / the frame's short side
 
     def junk_probs(self) -> dict[str, float]:
         return {kind: getattr(self, f"{kind}_prob") for kind in JUNK_KINDS}
@@ -86,6 +92,7 @@ class SynthConfig:
             ),
             (0 <= self.flash_prob <= 1, "--flash-prob must be in [0, 1]"),
             (0 <= self.fade_prob <= 1, "--fade-prob must be in [0, 1]"),
+            (0.05 <= self.shape_size <= 0.6, "--shape-size must be in [0.05, 0.6]"),
             (
                 self.dissolve_prob + self.black_prob + self.fade_prob <= 1,
                 "--fade-prob plus dissolve_prob and black_prob must be <= 1",

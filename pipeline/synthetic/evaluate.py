@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from pipeline.synthetic.checker import check_video
+from pipeline.synthetic.config import SHAPE_SIZE
 from pipeline.synthetic.vocab import COLOURS, DIRECTIONS, SHAPES, Combo, all_combos, load_holdout
 from pipeline.synthetic.world import ShotRenderer, ShotSpec
 
@@ -157,10 +158,16 @@ def markdown_table(reports: dict[str, dict[str, Any]]) -> str:
 
 
 def render_truth_clips(
-    output: Path, size: int, n_frames: int, seed: int = 0, combos: list[Combo] | None = None
+    output: Path,
+    size: int,
+    n_frames: int,
+    seed: int = 0,
+    combos: list[Combo] | None = None,
+    shape_size: float = SHAPE_SIZE,
 ) -> Path:
     """Film each combination as one clip through synth's renderer and encoder (the checker's
-    ground truth); writes `NNN_<combo>.mp4` + `samples.json` into `output` and returns it."""
+    ground truth), its shape `shape_size` of the side; writes `NNN_<combo>.mp4` +
+    `samples.json` into `output` and returns it."""
     from pipeline.synthetic.synth import encode_frames  # synth imports this module's neighbours
 
     output.mkdir(parents=True, exist_ok=True)
@@ -171,7 +178,7 @@ def render_truth_clips(
         spec = ShotSpec(
             colour, shape, direction, prompt, float(rng.random()), int(rng.integers(2**62))
         )
-        shot = ShotRenderer(spec, size, size, n_frames)
+        shot = ShotRenderer(spec, size, size, n_frames, shape_size=shape_size)
         name = f"{i:03d}_{colour}_{shape}_{direction}.mp4"
         encode_frames(output / name, (shot.frame(t) for t in range(n_frames)), size, size, 8.0)
         items.append({"file": name, "prompt": prompt})

@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 
 from pipeline.ffmpeg import run_ffmpeg
-from pipeline.synthetic.config import SynthConfig
+from pipeline.synthetic.config import SHAPE_SIZE, SynthConfig
 from pipeline.synthetic.damage import SHOTS as DAMAGE_SHOTS
 from pipeline.synthetic.damage import make_damaged
 from pipeline.synthetic.junk import JUNK_KINDS
@@ -103,7 +103,7 @@ def synthesize_config(output: Path, cfg: SynthConfig) -> list[dict[str, Any]]:
         name = f"video_{index:03d}"
         long_shot = cfg.long_shot and index == 0
         segments = plan_video(rng, cfg, long_shot, pool, f"{name}.mp4")
-        frames = render_segments(segments, cfg.width, cfg.height, cfg.fps)
+        frames = render_segments(segments, cfg.width, cfg.height, cfg.fps, cfg.shape_size)
         encode_frames(output / f"{name}.mp4", frames, cfg.width, cfg.height, cfg.fps)
         entry = truth_entry(name, segments, cfg)
         (output / entry["srt"]).write_text(to_srt(entry["shots"], cfg.fps), encoding="utf-8")
@@ -288,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         "--holdout", type=Path, help="YAML of held-out combinations never filmed (configs/world/)"
     )
     parser.add_argument(
+        "--shape-size", type=float, default=SHAPE_SIZE,
+        help=f"the shape's side as a fraction of the frame's short side (default {SHAPE_SIZE})",
+    )  # fmt: skip
+    parser.add_argument(
         "--bad-inputs", action="store_true", help="write robustness-test files instead"
     )
     args = parser.parse_args(argv)
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             args.videos, args.seed, args.width, args.height, args.fps,
             args.min_shot_s, args.max_shot_s, duration_s=args.duration_s, **junk,
             holdout=holdout, pan_prob=args.pan_prob, pan_s=tuple(args.pan_s),
-            flash_prob=args.flash_prob, fade_prob=args.fade_prob,
+            flash_prob=args.flash_prob, fade_prob=args.fade_prob, shape_size=args.shape_size,
         )  # fmt: skip
     except ValueError as err:
         print(f"clipmill synth: error: {err}", file=sys.stderr)

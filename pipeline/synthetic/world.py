@@ -22,7 +22,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from pipeline.synthetic.config import SynthConfig
+from pipeline.synthetic.config import SHAPE_SIZE, SynthConfig
 from pipeline.synthetic.junk import JunkRenderer, draw_junk
 from pipeline.synthetic.shots import (
     Flash,
@@ -41,9 +41,6 @@ from pipeline.synthetic.vocab import (
     Combo,
 )
 
-# Shape side as a fraction of the frame's short side: 10 px when the trainer works at 32 px,
-# where a 6-px shape (0.2) left a 600-step model at chance on shape and drawing specks.
-SHAPE_FRACTION = 0.3
 EDGE = 2  # pixels kept between the shape and the frame border
 DISSOLVE_S = 0.5  # cross-fade length, and each ramp of a fade: 12 frames at 24 fps
 LONG_SHOT_S = (10.0, 14.0)  # the one long shot of video 0, to exercise max-clip windowing
@@ -145,12 +142,18 @@ class ShotRenderer:
     """
 
     def __init__(
-        self, spec: ShotSpec, width: int, height: int, n_frames: int, margin: int = 0
+        self,
+        spec: ShotSpec,
+        width: int,
+        height: int,
+        n_frames: int,
+        margin: int = 0,
+        shape_size: float = SHAPE_SIZE,
     ) -> None:
         rng = np.random.default_rng(spec.seed)
         self.width, self.height, self.margin = width, height, margin
         self.background = make_background(rng, width, height, spec.hue)
-        self.size = max(4, round(SHAPE_FRACTION * min(width, height)))
+        self.size = max(4, round(shape_size * min(width, height)))
         alpha = shape_alpha(spec.shape, self.size)[..., None]
         self.alpha = alpha
         self.ink = alpha * np.array(COLOURS[spec.colour], dtype=np.float32)
@@ -218,7 +221,11 @@ def dissolve_frames(fps: float) -> int:
 
 
 def render_segments(
-    segments: Sequence[Segment], width: int, height: int, fps: float
+    segments: Sequence[Segment],
+    width: int,
+    height: int,
+    fps: float,
+    shape_size: float = SHAPE_SIZE,
 ) -> Iterator[np.ndarray]:
     """RGB frames of a planned video, one at a time (never the whole video in memory)."""
     margin = dissolve_frames(fps)
@@ -226,7 +233,7 @@ def render_segments(
 
     def renderer(k: int) -> Renderer:
         if k not in renderers:
-            renderers[k] = _renderer(segments[k], width, height, fps, margin)
+            renderers[k] = _renderer(segments[k], width, height, fps, margin, shape_size)
         return renderers[k]
 
     black = np.zeros((height, width, 3), dtype=np.uint8)
@@ -251,12 +258,14 @@ def render_segments(
                 yield crossfade(a, b, weight)
 
 
-def _renderer(seg: Segment, width: int, height: int, fps: float, margin: int) -> Renderer:
+def _renderer(
+    seg: Segment, width: int, height: int, fps: float, margin: int, shape_size: float
+) -> Renderer:
     """What draws a shot segment: its kind's renderer, under its junk and its flash."""
     assert seg.spec is not None, "only shot segments are rendered from a spec"
     if seg.kind == "pan":
         return PanRenderer(seg.spec.seed, width, height, seg.length, margin, fps)
-    shot: Renderer = ShotRenderer(seg.spec, width, height, seg.length, margin)
+    shot: Renderer = ShotRenderer(seg.spec, width, height, seg.length, margin, shape_size)
     if seg.kind != "shot" or seg.overlay is not None:
         shot = JunkRenderer(seg.kind, seg.overlay, shot, seg.spec.seed)
     return FlashRenderer(shot, seg.flash) if seg.flash is not None else shot

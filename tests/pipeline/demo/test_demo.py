@@ -110,3 +110,15 @@ def test_every_presets_training_row_parses_with_its_model(name, tmp_path: Path, 
             # parsed as the command line parses it, so "[2,2,2]" matches the list [2, 2, 2]
             assert dit[flag.removeprefix("--model.dit.")] == yaml.safe_load(value)
     assert printed["trainer"]["max_steps"] == preset.steps
+
+
+@pytest.mark.parametrize("name", ["default", "bench"])
+def test_the_demo_films_its_presets_shape_size(name, tmp_path: Path, monkeypatch) -> None:
+    """A preset's shape size (`make demo`'s is larger than synth's default) reaches
+    `synthesize`, not only the preset."""
+    import pipeline.demo.demo as demo
+
+    seen: dict = {}
+    monkeypatch.setattr(demo, "synthesize", lambda raw, *a, **kw: seen.update(kw))
+    demo.synth_footage(tmp_path, name)
+    assert seen["shape_size"] == PRESETS[name].shape_size

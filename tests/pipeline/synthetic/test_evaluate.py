@@ -27,10 +27,17 @@ from pipeline.synthetic.world import ShotRenderer, ShotSpec
 HOLDOUT = Path(__file__).parents[3] / "configs" / "world" / "holdout.yaml"
 
 
-@pytest.fixture(scope="module", params=[(32, 8), (128, 8)], ids=["32px", "128px"])
+# 32 px is the trainer's size; 0.45 is `make demo`'s shape size (its footage's and its
+# ground-truth row's), 0.3 everyone else's.
+@pytest.fixture(
+    scope="module",
+    params=[(32, 8, 0.3), (32, 8, 0.45), (128, 8, 0.3)],
+    ids=["32px", "32px-big-shapes", "128px"],
+)
 def truth_clips(request, tmp_path_factory) -> Path:
-    size, frames = request.param
-    return render_truth_clips(tmp_path_factory.mktemp(f"truth{size}"), size, frames, seed=size)
+    size, frames, shape_size = request.param
+    folder = tmp_path_factory.mktemp(f"truth{size}")
+    return render_truth_clips(folder, size, frames, seed=size, shape_size=shape_size)
 
 
 def test_checker_scores_at_least_99_percent_on_ground_truth(truth_clips: Path) -> None:

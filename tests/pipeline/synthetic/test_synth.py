@@ -211,7 +211,8 @@ def test_duration_fills_the_video_exactly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "flag"),
     [("videos", 0, "--videos"), ("width", 33, "--width"), ("fps", 0.0, "--fps"),
-     ("max_shot_s", 0.5, "--max-shot-s"), ("duration_s", 0.1, "--duration-s")],
+     ("max_shot_s", 0.5, "--max-shot-s"), ("duration_s", 0.1, "--duration-s"),
+     ("shape_size", 0.9, "--shape-size"), ("shape_size", 0.0, "--shape-size")],
 )  # fmt: skip
 def test_bad_values_name_their_flag(field: str, value: object, flag: str) -> None:
     with pytest.raises(ValueError, match=re.escape(flag)):
@@ -227,6 +228,25 @@ def test_cli_exit_codes_and_one_line_output(tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out.strip()
     assert printed.startswith("wrote 1 videos") and "\n" not in printed
     assert (tmp_path / "ok" / "truth.json").exists()
+
+
+def test_shape_size_sets_the_side_of_the_filmed_shape(tmp_path: Path, capsys) -> None:
+    """`--shape-size` reaches the footage: the object's side is that fraction of the height."""
+    sides = {}
+    for size in (0.3, 0.45):
+        out = tmp_path / str(size)
+        args = ["--output", str(out), "--videos", "1", "--width", "160", "--height", "90"]
+        assert main([*args, "--duration-s", "1.5", "--shape-size", str(size)]) == 0
+        capsys.readouterr()
+        truth = json.loads((out / "truth.json").read_text())[0]
+        shot = next(s for s in truth["shots"] if s["kind"] == "shot")
+        with av.open(str(out / "video_000.mp4")) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        frame = frames[(shot["start_frame"] + shot["end_frame"]) // 2].astype(np.int16)
+        ink = np.abs(frame - np.array(COLOURS[shot["colour"]])).max(-1) < 40
+        rows, cols = np.nonzero(ink)
+        sides[size] = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    assert abs(sides[0.3] - 27) <= 3 and abs(sides[0.45] - 40) <= 3, sides
 
 
 VALID = ["odd_dims", "rotated", "vfr", "ten_bit", "hevc_mkv", "vp9_webm", "av1_mkv",
