@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check pipeline train schemas tests benchmarks
 
 # The main job on synthetic footage, end to end (pipeline/demo/demo.py): synth -> curate -> train ->
-# sample one video per (colour, shape, direction) -> score them -> demo_out/report.md (~8 min after install, 2 cores: 440 s measured).
+# sample one video per (colour, shape, direction) -> score them -> demo_out/report.md (~7 min after install, 2 cores: 428 s measured).
 # `clipmill demo --preset bench --ablate naive` is the benchmark with the curated-vs-naive ablation.
 DEMO_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 demo: $(STAMP)
