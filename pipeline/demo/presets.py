@@ -71,11 +71,13 @@ PRESETS: dict[str, Preset] = {
                       train=("--data.decode_cache_mb", "256", "--model.dit.width", "96",
                              "--model.dit.depth", "6", "--model.dit.coarse_blocks", "6",
                              "--model.dit.patch_t", "1", "--model.dit.coarse_merge", "[2,2,2]")),
-    # The benchmark: 43 minutes on 2 cores (measured alone; 4,000 steps where 3,000 took 31
-    # minutes and left direction and all three short: RESULTS.md, thirteenth runs); with
-    # --ablate naive both models train side by side on one core each (76 minutes measured at
-    # 3,000 steps, not re-measured; here samples are made in the training process).
-    "bench": Preset(60, 320, 180, (3, 7), 4000, 16, 30, fps=6,
+    # The benchmark: 24-26 minutes alone on 2 cores (43 on a slow day; 4,000 steps where 3,000
+    # took 31 minutes and left direction and all three short: RESULTS.md, thirteenth runs); with
+    # --ablate naive both models train side by side on one core each (48 minutes measured, with
+    # other work beside it at first; here samples are made in the training process). Shapes
+    # 0.45 of the short side, as in `make demo`: seen 96/92/96/90/100 against 92/79/88/75/97 at
+    # 0.3 (seed 0, RESULTS.md, "Bigger shapes, again").
+    "bench": Preset(60, 320, 180, (3, 7), 4000, 16, 30, fps=6, shape_size=0.45,
                     train=("--data.decode_cache_mb", "256", "--data.num_workers", "0")),
 }  # fmt: skip
 SHORT_SIDE = 90  # curated/naive clips; the trainer resizes to 32 px
