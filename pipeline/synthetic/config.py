@@ -13,7 +13,8 @@ from pipeline.synthetic.vocab import all_combos
 
 # The shape's side as a fraction of the frame's short side: 10 px when the trainer works at
 # 32 px, where a 6-px shape (0.2) left a 600-step model at chance on shape and drawing specks.
-# `make demo` films 0.45 (14 px at 32 px): its short training learns shape there (RESULTS.md).
+# `clipmill demo`'s default and bench presets film 0.45 (14 px): shape is learned there
+# (RESULTS.md, "Bigger shapes, again").
 SHAPE_SIZE = 0.3
 
 
