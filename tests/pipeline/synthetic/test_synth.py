@@ -43,12 +43,19 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
 @pytest.fixture(scope="module")
 def decoded(raw: tuple[Path, list[dict]]) -> list[np.ndarray]:
     out, truth = raw
-    videos = []
-    for entry in truth:
-        with av.open(str(out / entry["file"])) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-        videos.append(np.stack(frames).astype(np.int16))
-    return videos
+    return [_decode(out / entry["file"]) for entry in truth]
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Every frame of a video, RGB, as int16 (so colour differences can go negative)."""
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return np.stack(frames).astype(np.int16)
+
+
+def _ink(frame: np.ndarray, colour: str, tolerance: int) -> np.ndarray:
+    """Pixels within `tolerance` of the shape's colour on every channel."""
+    return np.abs(frame - np.array(COLOURS[colour])).max(axis=-1) < tolerance
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +181,7 @@ def test_the_shape_has_its_colour_and_moves_its_direction(raw, decoded) -> None:
 
 
 def _centroid(frame: np.ndarray, colour: str) -> np.ndarray:
-    mask = np.abs(frame - np.array(COLOURS[colour])).max(axis=-1) < 60
+    mask = _ink(frame, colour, 60)
     side = round(0.2 * min(frame.shape[:2]))
     assert mask.sum() > 0.3 * side * side, f"no {colour} shape found"
     ys, xs = np.nonzero(mask)
@@ -240,11 +247,8 @@ def test_shape_size_sets_the_side_of_the_filmed_shape(tmp_path: Path, capsys) ->
         capsys.readouterr()
         truth = json.loads((out / "truth.json").read_text())[0]
         shot = next(s for s in truth["shots"] if s["kind"] == "shot")
-        with av.open(str(out / "video_000.mp4")) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-        frame = frames[(shot["start_frame"] + shot["end_frame"]) // 2].astype(np.int16)
-        ink = np.abs(frame - np.array(COLOURS[shot["colour"]])).max(-1) < 40
-        rows, cols = np.nonzero(ink)
+        frame = _decode(out / "video_000.mp4")[(shot["start_frame"] + shot["end_frame"]) // 2]
+        rows, cols = np.nonzero(_ink(frame, shot["colour"], 40))
         sides[size] = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
     assert abs(sides[0.3] - 27) <= 3 and abs(sides[0.45] - 40) <= 3, sides
 
