@@ -32,6 +32,7 @@ from pipeline.config.curate import CurateConfig, SplitConfig, TranscodeConfig
 from pipeline.config.scores import scoring_params
 from pipeline.stages.frames import load_frames, remove_caches
 from pipeline.stages.lowres import LowresRecorder
+from pipeline.stages.proxy import PROXY, write_index
 from pipeline.stages.split import Splitter
 from pipeline.stages.transcode import encode_units, transcode_video
 from pipeline.staging_spans import PENDING, SPANS, claim_last, split_span
@@ -120,10 +121,11 @@ class SplitStage:
     def _whole(self, video: dict[str, Any], folder: Path) -> dict[str, Any]:
         recorder = LowresRecorder(folder, self.cfg.sample_fps)
         try:
-            video = self.splitter(video, sink=recorder)
+            video = self.splitter(video, sink=recorder, proxy=folder / PROXY)
             recorder.finish()
         finally:
             recorder.close()
+        write_index(folder, video.get("stream_start_s"), [(0.0, PROXY)])
         return video
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from pipeline.config.curate import SplitConfig
 from pipeline.stages.damage import Timeline, read_timeline
 from pipeline.stages.lowres import LowresRecorder, join_lowres
+from pipeline.stages.proxy import PROXY, write_index
 from pipeline.stages.spans import Span, plan_spans
 from pipeline.stages.split import Splitter, analysis_size
 from schemas.layout import partial_dir
@@ -106,6 +107,7 @@ def split_span(
         shutil.rmtree(spans)
         return whole(video)
     join_lowres(folders, folder)
+    _keep_proxies(folders, parts, folder, timeline)
     # Every part is sound, so this span read the timestamps: the join reuses them.
     path = video["local_path"]
     joined = splitter.plan(video, lambda fps, size: splitter.join(path, fps, timeline, parts))
@@ -129,7 +131,8 @@ def _analyse(
             raise ValueError("no timestamps")
         after = timeline.times()[span.start - 1] if span.start > 0 else None
         recorder = LowresRecorder(own, cfg.sample_fps, after_s=after)
-        part, _ = splitter.analyse_span(video["local_path"], fps, size, timeline, span, recorder)
+        path, proxy = video["local_path"], own / PROXY
+        part, _ = splitter.analyse_span(path, fps, size, timeline, span, recorder, proxy)
         recorder.finish()
     except Exception as exc:  # noqa: BLE001 - the joiner falls back to the whole video
         part = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
@@ -141,6 +144,21 @@ def _analyse(
 
 
 ARRAYS = ("blank", "single", "many")
+
+
+def _keep_proxies(
+    folders: list[Path], parts: list[dict[str, Any]], dest: Path, timeline: Timeline | None
+) -> None:
+    """Each span's preview proxy into the video's folder, indexed by where its span starts."""
+    if timeline is None:
+        return
+    times, kept = timeline.times(), []
+    for k, (own, part) in enumerate(zip(folders, parts, strict=True)):
+        name = f"proxy-{k:05d}.mkv"
+        if (own / PROXY).is_file():
+            os.replace(own / PROXY, dest / name)
+            kept.append((times[part["span"]["start"]], name))
+    write_index(dest, timeline.start_s, kept)
 
 
 def save_part(folder: Path, part: dict[str, Any]) -> None:

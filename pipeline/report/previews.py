@@ -3,10 +3,14 @@
 A 192-px, 8 fps WebP of a clip's first seconds weighs a few KB, so a page of 48
 of them loads at once from disk, where 48 autoplaying 360p mp4s would not. Each is
 made once (an existing file is skipped), written under a temporary name and renamed,
-so a run killed mid-way never leaves a half file that later runs would trust. A clip
-rejected before transcode (too short, a transition, a black run) has no mp4, so its
-preview is cut from the source file at the clip's times, when that file is still there.
-Where ffmpeg has no WebP encoder (some system builds), the page plays the staged mp4.
+so a run killed mid-way never leaves a half file that later runs would trust. A preview
+is cut from the video's proxy, which the split's decode wrote at the previews' size
+(`pipeline.stages.proxy`: a quarter of the CPU of decoding the clip again). Without one
+(an output of an older clipmill, a video without timestamps, a clip under two proxy
+frames) it is cut from the staged mp4, or for a clip rejected before transcode (too
+short, a transition, a black run) from the source at the clip's times, when that file
+is still there. Where ffmpeg has no WebP encoder (some system builds), the page plays
+the staged mp4.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg
-from schemas.layout import staged_clip, work_dir
+from pipeline.stages.proxy import PREVIEW_FPS, PREVIEW_WIDTH, preview_frames, proxy_at
+from schemas.layout import staged_clip, video_dir, work_dir
 
 log = logging.getLogger(__name__)
 
 PREVIEWS = "previews"
-WIDTH, FPS, MAX_S = 192, 8, 4.0
+WIDTH, FPS, MAX_S = PREVIEW_WIDTH, PREVIEW_FPS, 4.0
 
 
 def previews_dir(out: Path) -> Path:
@@ -55,15 +60,28 @@ class Clip(NamedTuple):
     duration_s: float
 
 
-def webp_args(src: Path, dst: Path, start_s: float | None = None, duration_s: float = MAX_S):
+def webp_args(
+    src: Path, dst: Path, start_s: float | None = None, duration_s: float = MAX_S
+) -> list[str]:
     """ffmpeg arguments (a list, never a shell string) for one preview; `start_s` seeks in
     the source (a clip rejected before transcode has no mp4 of its own)."""
     seek = ["-ss", f"{start_s:.3f}"] if start_s is not None else []
+    read = [*seek, "-t", f"{min(duration_s, MAX_S):.3f}"]
+    return _webp(src, dst, read, [f"fps={FPS},scale={WIDTH}:-2:flags=bilinear"])
+
+
+def proxy_webp_args(proxy: Path, dst: Path, timestamp_s: float, frames: int) -> list[str]:
+    """ffmpeg arguments for one preview from a proxy: `frames` of it from its frame at
+    `timestamp_s` (the proxy keeps the source's timestamps, and is at the preview's size
+    and rate already)."""
+    read = ["-seek_timestamp", "1", "-ss", f"{timestamp_s:.6f}"]
+    return _webp(proxy, dst, read, ["null", "-frames:v", str(frames)])
+
+
+def _webp(src: Path, dst: Path, read: list[str], vf: list[str]) -> list[str]:
     return [
         "-y",
-        *seek,
-        "-t",
-        f"{min(duration_s, MAX_S):.3f}",
+        *read,
         # One decoder thread: previews run several at a time, and a threaded decoder of a
         # small clip spends more on its threads than it saves (12% less CPU, RESULTS.md).
         "-threads",
@@ -72,7 +90,7 @@ def webp_args(src: Path, dst: Path, start_s: float | None = None, duration_s: fl
         str(src),
         "-an",
         "-vf",
-        f"fps={FPS},scale={WIDTH}:-2:flags=bilinear",
+        *vf,
         "-c:v",
         "libwebp_anim",
         "-loop",
@@ -104,6 +122,12 @@ def _job(out: Path, clip: Clip) -> tuple[list[str], Path] | None:
     tmp = dst.with_name(dst.name + ".tmp")
     if dst.is_file():
         return None
+    proxy = proxy_at(video_dir(work_dir(out), clip.video_id), clip.start_s)
+    if proxy is not None:
+        path, at = proxy
+        frames = preview_frames(at, at + clip.duration_s, round(MAX_S * FPS))
+        if frames:  # a clip shorter than the grid step may hold no proxy frame
+            return proxy_webp_args(path, tmp, at, frames), dst
     mp4 = staged_clip(out, clip.video_id, clip.clip_id)
     if mp4.is_file():
         return webp_args(mp4, tmp), dst

@@ -24,19 +24,29 @@ from typing import Any
 import numpy as np
 
 from pipeline.ffmpeg import ffmpeg_exe, hwaccel_args
+from pipeline.stages.proxy import is_output_complaint, proxy_filters, proxy_output
 
 
 def lowres_decode_args(
-    path: str, width: int, height: int, hwaccel: str = "none", seek_s: float = 0.0
+    path: str,
+    width: int,
+    height: int,
+    hwaccel: str = "none",
+    seek_s: float = 0.0,
+    proxy: Path | None = None,
 ) -> list[str]:
     """ffmpeg's arguments for the analysis decode (see `decode_lowres`).
 
     `hwaccel` "cuda" decodes on NVDEC; the frames come back to system memory for the
     scale. The skipped deblocking filter then has no effect: NVDEC always applies it.
     `seek_s` > 0 (a span of a long video) starts at the keyframe before that many seconds
-    from the start; frames keep their own timestamps.
+    from the start; frames keep their own timestamps. `proxy`: also write the previews'
+    proxy there, from the same decode (`pipeline.stages.proxy`).
     """
     seek = ["-ss", f"{seek_s:.6f}"] if seek_s > 0 else []
+    scale = f"scale={width}:{height}:flags=area,format=rgb24"
+    graph = proxy_filters(scale) if proxy else ["-map", "0:v:0", "-vf", scale]
+    extra = proxy_output(proxy) if proxy else []
     return [
         "-hide_banner",
         "-nostdin",
@@ -49,10 +59,7 @@ def lowres_decode_args(
         *hwaccel_args(hwaccel),
         "-i",
         path,
-        "-map",
-        "0:v:0",
-        "-vf",
-        f"scale={width}:{height}:flags=area,format=rgb24",
+        *graph,
         "-fps_mode",
         "passthrough",
         "-enc_time_base:v",
@@ -62,6 +69,7 @@ def lowres_decode_args(
         "-f",
         "nut",
         "pipe:1",
+        *extra,
     ]
 
 
@@ -72,6 +80,7 @@ def decode_lowres(
     errors: list[str],
     hwaccel: str = "none",
     seek_s: float = 0.0,
+    proxy: Path | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(source timestamp in seconds, RGB uint8 frame at width×height), in display order.
 
@@ -80,13 +89,13 @@ def decode_lowres(
     keep each frame's own timestamp (without them NUT re-times frames on the average rate,
     so VFR times were off), which is how `damage.Aligner` puts it on its source frame.
     The deblocking filter is skipped: at analysis size it is invisible and it costs ~20%
-    of an H.264 decode.
+    of an H.264 decode. With `proxy`, the same ffmpeg writes the previews' proxy there.
     """
     import av
 
-    cmd = [ffmpeg_exe(), *lowres_decode_args(path, width, height, hwaccel, seek_s)]
+    cmd = [ffmpeg_exe(), *lowres_decode_args(path, width, height, hwaccel, seek_s, proxy)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    tail: deque[str] = deque(maxlen=5)
+    tail: deque[str] = deque(maxlen=16 if proxy else 5)
     drain = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
     drain.start()
     try:
@@ -96,12 +105,27 @@ def decode_lowres(
     except av.error.FFmpegError as exc:
         errors.append(f"decode: {exc}")
     finally:
-        proc.kill()
-        proc.wait()
+        _stop(proc, graceful=proxy is not None)
         drain.join(timeout=5)
         # A damaged stretch costs its frames, not the video: ffmpeg goes on after errors.
         # Also read when the caller stopped early (a span): what ffmpeg said until then.
-        errors += list(tail)
+        said = [line for line in tail if not (proxy and is_output_complaint(line))]
+        errors += said[-5:]
+
+
+def _stop(proc: subprocess.Popen, graceful: bool) -> None:
+    """End the decode. `graceful` (a proxy is being written): close the pipe, so ffmpeg
+    stops at its next frame and still finishes the proxy file; a killed one would leave
+    it without its last frames or header. Killed anyway after 30 s."""
+    if graceful:
+        proc.stdout.close()  # type: ignore[union-attr]
+        try:
+            proc.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait()
 
 
 def _drain(stream, tail: deque) -> None:

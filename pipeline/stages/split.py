@@ -16,6 +16,7 @@ per actor.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,11 +96,14 @@ class Splitter:
         """Frames a span of a video decodes on each side of its own (`spans`)."""
         return context_frames(fps, self._guard_k(fps), self.cfg.flash_max_frames)
 
-    def __call__(self, video: dict[str, Any], sink: Any = None) -> dict[str, Any]:
-        """Analyse and plan one video; `sink.push(i, t, rgb)` sees every analysis frame."""
+    def __call__(
+        self, video: dict[str, Any], sink: Any = None, proxy: Path | None = None
+    ) -> dict[str, Any]:
+        """Analyse and plan one video; `sink.push(i, t, rgb)` sees every analysis frame;
+        `proxy`: where the decode also writes the previews' proxy (`stages.proxy`)."""
 
         def analyse(fps: float, size: tuple[int, int]) -> dict[str, Any]:
-            return self.analyse(video["local_path"], fps, size, sink)
+            return self.analyse(video["local_path"], fps, size, sink, proxy)
 
         return self.plan(video, analyse)
 
@@ -122,11 +126,16 @@ class Splitter:
         return video
 
     def analyse(
-        self, path: str, fps_guess: float, size: tuple[int, int], sink: Any = None
+        self,
+        path: str,
+        fps_guess: float,
+        size: tuple[int, int],
+        sink: Any = None,
+        proxy: Path | None = None,
     ) -> dict[str, Any]:
         """The whole video in one decode: one span, joined."""
         timeline = read_timeline(path, fps_guess)
-        part, aligner = self.analyse_span(path, fps_guess, size, timeline, Span(), sink)
+        part, aligner = self.analyse_span(path, fps_guess, size, timeline, Span(), sink, proxy)
         return self.join(path, fps_guess, timeline, [part], aligner)
 
     def analyse_span(
@@ -137,6 +146,7 @@ class Splitter:
         timeline: Timeline | None,
         span: Span,
         sink: Any = None,
+        proxy: Path | None = None,
     ) -> tuple[dict[str, Any], Aligner | None]:
         """The features of the span's own frames (`spans.Detection.features`), decoding
         `context` frames more on each side; the sink sees its own frames only."""
@@ -152,7 +162,7 @@ class Splitter:
             if span.end is not None:
                 end = min(timeline.n, span.end + self.context(fps_guess))
         blank: list[bool] = []
-        frames = decode_lowres(path, *size, errors, self.cfg.hwaccel, seek_s)
+        frames = decode_lowres(path, *size, errors, self.cfg.hwaccel, seek_s, proxy)
         for i, rgb in _on_slots(frames, aligner, times, end):
             if span.owns(i):
                 blank.append(blank_frame(rgb, self.cfg.blank_luma))

@@ -161,7 +161,7 @@ def test_analysis_decode_is_unchanged_without_hwaccel_and_on_nvdec_with_cuda():
 def test_splitter_decodes_with_the_configured_hwaccel(monkeypatch):
     seen = []
 
-    def decode(path, width, height, errors, hwaccel="none", seek_s=0.0):
+    def decode(path, width, height, errors, hwaccel="none", seek_s=0.0, proxy=None):
         seen.append(hwaccel)
         return iter(())
 
