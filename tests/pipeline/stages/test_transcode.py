@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.config.curate import ConfigError, CurateConfig, SplitConfig, TranscodeConfig
-from pipeline.ffmpeg import codec_problem, ffmpeg_exe, hwaccel_problem
+from pipeline.ffmpeg import codec_problem, ffmpeg_exe, hwaccel_problem, run_ffmpeg
 from pipeline.stages import transcode
 from pipeline.stages.damage import read_timeline
 from pipeline.stages.transcode import (
@@ -293,3 +293,31 @@ def test_unusable_nvdec_stops_the_run_naming_the_flag(section):
     section_cfg = {"split": SplitConfig, "transcode": TranscodeConfig}[section](hwaccel="cuda")
     with pytest.raises(ConfigError, match=rf"^--{section}\.hwaccel cuda is not usable here: \S"):
         check_codecs(CurateConfig(**{section: section_cfg}))
+
+
+@pytest.mark.parametrize("how", ["select", "every frame", "keep audio"])
+def test_many_clips_hold_their_frames_however_the_encode_runs(numbered, tmp_path, monkeypatch, how):
+    """122 ranges of wanted frames (more than ffmpeg's 100-term chain allows), a frame of
+    rejected footage between most: selected (the default), or every frame encoded when the
+    expression would be too long for an argument, or with the audio kept."""
+    spans = [(2 * i, 2 * i + 1) for i in range(120)] + [(240, 242), (242, 245), (250, 300)]
+    calls = []
+    monkeypatch.setattr(
+        transcode, "run_ffmpeg", lambda args: calls.append(args) or run_ffmpeg(args)
+    )
+    if how == "every frame":
+        monkeypatch.setattr(transcode, "MAX_SELECT_CHARS", 0)
+    cfg = TranscodeConfig(short_side=None, crf=10, keep_audio=how == "keep audio")
+    clips = _clips(spans)
+    video = {"clips": clips, "fps": 30.0, "width": W, "height": H, "local_path": str(numbered)}
+    transcode_video(video, cfg, tmp_path)
+    for (a, b), clip in zip(spans, clips, strict=True):
+        assert clip.get("errors") is None
+        assert _read_numbers(tmp_path / f"{clip['clip_id']}.mp4") == list(range(a, b))
+    (args,) = calls
+    vf = args[args.index("-vf") + 1]
+    if how == "select":  # only the 175 wanted frames reach the scale and the encoder
+        assert "select=" in vf and args[args.index("-frames:v") + 1] == "175"
+    else:
+        assert "select=" not in vf and "-frames:v" not in args
+    assert not list(tmp_path.glob("segments*"))
