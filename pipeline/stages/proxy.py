@@ -5,7 +5,8 @@ again, from the staged 360p mp4 or, for a clip rejected before transcode, from t
 at full size: 66-130 ms of CPU a clip, about a fifth of a 2-core run (RESULTS.md, issue 16).
 The split already decodes every frame, so its ffmpeg also scales 8 frames a second to the
 previews' size and encodes them (x264 ultrafast, ~0.45 s of CPU per 3 minutes of 720p,
-~3 MB per hour); a preview then decodes a few dozen tiny frames instead (~33 ms a clip).
+~9 MB per hour of the 720p synth); a preview then decodes a few dozen tiny frames instead
+(~33 ms a clip).
 
 Timing: the proxy keeps the source's timestamps (the decode runs with `-copyts`), and its
 frames sit on the 1/8-s grid with `round=up`: the proxy frame at grid time T is the latest
