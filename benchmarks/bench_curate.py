@@ -152,10 +152,13 @@ def source_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[st
     t_sd, _ = median_runs(sd, repeats, lambda: shutil.rmtree(sd_out, ignore_errors=True), env)
     at_source = ["--transcode.short_side", "null", "--split.detector", "adaptive"]
     t_src, _ = median_run(curate_cmd(target, OUT, *at_source), repeats, clean_out)
+    in_process = curate_cmd(target, OUT, *at_source, "--ray.address", "none")
+    t_one, _ = median_run(in_process, repeats, clean_out)
     clean_out()
     return [
         ("scenedetect detect-adaptive split-video", t_sd, ""),
         ("clipmill curate at source res, adaptive", t_src, f"{t_sd / t_src:.2f}x faster"),
+        ("the same, --ray.address none", t_one, f"{t_sd / t_one:.2f}x faster"),
     ]
 
 
