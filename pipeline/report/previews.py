@@ -6,8 +6,8 @@ made once (an existing file is skipped), written under a temporary name and rena
 so a run killed mid-way never leaves a half file that later runs would trust. A preview
 is cut from the video's proxy, which the split's decode wrote at the previews' size
 (`pipeline.stages.proxy`: a quarter of the CPU of decoding the clip again). Without one
-(an output of an older clipmill, a video without timestamps, a clip under two proxy
-frames) it is cut from the staged mp4, or for a clip rejected before transcode (too
+(an output of an older clipmill, a video without timestamps, a clip shorter than the
+proxy's 1/8-s step) it is cut from the staged mp4, or for a clip rejected before transcode (too
 short, a transition, a black run) from the source at the clip's times, when that file
 is still there. Where ffmpeg has no WebP encoder (some system builds), the page plays
 the staged mp4.

@@ -69,9 +69,11 @@ def is_output_complaint(line: str) -> bool:
 
 def write_index(folder: Path, zero_s: float | None, proxies: list[tuple[float, str]]) -> None:
     """Index the proxies in `folder` (each: the second its own frames start at, file name).
-    Without the video's first timestamp a proxy cannot be placed, so none is indexed."""
+    Without the video's first timestamp a proxy cannot be placed: none is kept."""
     found = [[round(s, 6), name] for s, name in proxies if (folder / name).is_file()]
     if zero_s is None or not found:
+        for _, name in found:
+            (folder / name).unlink()
         (folder / INDEX).unlink(missing_ok=True)
         return
     (folder / INDEX).write_text(json.dumps({"zero_s": zero_s, "proxies": found}))

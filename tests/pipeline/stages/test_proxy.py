@@ -18,7 +18,7 @@ from pipeline.config.curate import SplitConfig
 from pipeline.ffmpeg import ffmpeg_exe
 from pipeline.report.previews import Clip, make_previews, preview_path
 from pipeline.stages.probe import probe_video
-from pipeline.stages.proxy import INDEX, PREVIEW_WIDTH
+from pipeline.stages.proxy import INDEX, PREVIEW_WIDTH, proxy_at, write_index
 from pipeline.staging import SplitStage
 from pipeline.staging_spans import PENDING, SpansStage
 from pipeline.synthetic.synth import encode_frames
@@ -125,3 +125,17 @@ def test_a_video_without_a_proxy_index_falls_back(footage, tmp_path):
     assert make_previews(tmp_path, [clip]) == 1  # cut from the source instead
     clip = Clip(video["video_id"], "other", "/absent.mp4", c["start_s"], 2.0)
     assert make_previews(tmp_path, [clip]) == 0  # and nothing to cut from: no preview
+
+
+def test_a_proxy_that_cannot_be_placed_is_not_kept_and_the_index_stays_in_its_folder(tmp_path):
+    (tmp_path / "proxy.mkv").write_bytes(b"proxy")
+    write_index(tmp_path, None, [(0.0, "proxy.mkv")])  # a stream without timestamps
+    assert not (tmp_path / "proxy.mkv").exists() and not (tmp_path / INDEX).exists()
+    assert proxy_at(tmp_path, 1.0) is None
+    outside = tmp_path.parent / "outside.mkv"
+    outside.write_bytes(b"not ours")
+    (tmp_path / INDEX).write_text(json.dumps({"zero_s": 0.0, "proxies": [[0.0, "../outside.mkv"]]}))
+    assert proxy_at(tmp_path, 1.0) is None  # a name from disk never leaves the folder
+    (tmp_path / "p.mkv").write_bytes(b"proxy")
+    write_index(tmp_path, 1.5, [(0.0, "p.mkv"), (10.0, "gone.mkv")])
+    assert proxy_at(tmp_path, 4.0) == (tmp_path / "p.mkv", 5.5)
