@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg
-from pipeline.stages.proxy import PREVIEW_FPS, PREVIEW_WIDTH, preview_frames, proxy_at
+from pipeline.stages.proxy import PREVIEW_FPS, PREVIEW_SCALE, preview_frames, proxy_at
 from schemas.layout import staged_clip, video_dir, work_dir
 
 log = logging.getLogger(__name__)
 
 PREVIEWS = "previews"
-WIDTH, FPS, MAX_S = PREVIEW_WIDTH, PREVIEW_FPS, 4.0
+MAX_S = 4.0
 
 
 def previews_dir(out: Path) -> Path:
@@ -67,7 +67,7 @@ def webp_args(
     the source (a clip rejected before transcode has no mp4 of its own)."""
     seek = ["-ss", f"{start_s:.3f}"] if start_s is not None else []
     read = [*seek, "-t", f"{min(duration_s, MAX_S):.3f}"]
-    return _webp(src, dst, read, [f"fps={FPS},scale={WIDTH}:-2:flags=bilinear"])
+    return _webp(src, dst, read, [f"fps={PREVIEW_FPS},{PREVIEW_SCALE}"])
 
 
 def proxy_webp_args(proxy: Path, dst: Path, timestamp_s: float, frames: int) -> list[str]:
@@ -125,7 +125,7 @@ def _job(out: Path, clip: Clip) -> tuple[list[str], Path] | None:
     proxy = proxy_at(video_dir(work_dir(out), clip.video_id), clip.start_s)
     if proxy is not None:
         path, at = proxy
-        frames = preview_frames(at, at + clip.duration_s, round(MAX_S * FPS))
+        frames = preview_frames(at, at + clip.duration_s, round(MAX_S * PREVIEW_FPS))
         if frames:  # a clip shorter than the grid step may hold no proxy frame
             return proxy_webp_args(path, tmp, at, frames), dst
     mp4 = staged_clip(out, clip.video_id, clip.clip_id)

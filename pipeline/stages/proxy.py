@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 
 PREVIEW_WIDTH, PREVIEW_FPS = 192, 8
+PREVIEW_SCALE = f"scale={PREVIEW_WIDTH}:-2:flags=bilinear"  # a proxy's and a preview's size
 PROXY = "proxy.mkv"
 INDEX = "proxies.json"
 # ffmpeg's complaints about its own outputs (the pipe closed by a reader that stopped
@@ -40,7 +41,7 @@ def proxy_filters(analysis_filter: str) -> list[str]:
     frames, `[pv]` the proxy's."""
     graph = (
         f"[0:v:0]split=2[a][b];[a]{analysis_filter}[lo];"
-        f"[b]fps={PREVIEW_FPS}:round=up,scale={PREVIEW_WIDTH}:-2:flags=bilinear[pv]"
+        f"[b]fps={PREVIEW_FPS}:round=up,{PREVIEW_SCALE}[pv]"
     )
     return ["-filter_complex", graph, "-map", "[lo]"]
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.config.base import check
 from pipeline.config.curate import CurateConfig, StageResources, TranscodeConfig
@@ -91,11 +91,11 @@ def ffmpeg_args(
     cfg: TranscodeConfig,
     source_start_s: float | None = None,
     window: Window | None = None,
-    keep: list[tuple[int, int]] | None = None,
+    keep: Selection | None = None,
 ) -> list[str]:
     """Arguments of one segmenting encode; `bounds` are output frames where segments start
     (counted from the window's first frame when there is one; with `keep`, in the stream
-    of kept frames). `keep`: the only output frames [a, b) to encode (`plan_segments`).
+    of kept frames). `keep`: the only output frames to encode (`plan_segments`).
 
     `source_start_s` (set by the split on a damaged video) is the timestamp of the source's
     first frame: the first frame the decoder yields may come later when the start is broken,
@@ -116,8 +116,8 @@ def ffmpeg_args(
         fps_filter = f"fps={fps!r}:start_time={window.first / fps!r},setpts=PTS-STARTPTS"
         frames = ["-frames:v", str(window.frames)]
     if keep:  # re-timed to a gapless stream, so the keyframes and segments count kept frames
-        fps_filter += f",select='{_select(keep)}',setpts=N/FRAME_RATE/TB"
-        frames = ["-frames:v", str(sum(b - a for a, b in keep))]
+        fps_filter += f",select='{keep.expr}',setpts=N/FRAME_RATE/TB"
+        frames = ["-frames:v", str(keep.frames)]
     vf = f"{zero}{fps_filter},scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p"
     keys = ",".join(f"{(k - 0.25) / fps:.6f}" for k in bounds)
     args = [*copyts, *hwaccel_args(cfg.hwaccel), "-i", src, "-map", "0:v:0", *frames]
@@ -249,6 +249,13 @@ def check_decode(hwaccel: str, flag: str) -> None:
 MAX_SELECT_CHARS = 100_000
 
 
+class Selection(NamedTuple):
+    """The output frames an encode keeps: a `select` expression, and how many it passes."""
+
+    expr: str
+    frames: int
+
+
 def _select(keep: list[tuple[int, int]]) -> str:
     """A `select` expression passing output frames n in any [a, b) of `keep` (in order,
     apart). A balanced tree of ifs: ffmpeg's parser refuses a chain of over 100 terms,
@@ -273,7 +280,7 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def plan_segments(
     clips: list[dict], fps: float, origin: int = 0, select: bool = True
-) -> tuple[list[int], dict[int, dict], list[tuple[int, int]] | None]:
+) -> tuple[list[int], dict[int, dict], Selection | None]:
     """Segment start frames, which segment index holds which wanted clip, and (`select`)
     the output frames to encode, each range counted from `origin` (the encode's first
     output frame). With `select` only the clips' frames are encoded, so the segments are
@@ -285,12 +292,12 @@ def plan_segments(
         c["n_frames"] = b - a
         if b > a:
             spans.append((a - origin, b - origin, c))
-    keep = _merged([(a, b) for a, b, _ in spans])
-    if select and spans and len(_select(keep)) <= MAX_SELECT_CHARS:
+    expr = _select(_merged([(a, b) for a, b, _ in spans])) if select and spans else ""
+    if expr and len(expr) <= MAX_SELECT_CHARS:
         # The last end too: never reached (the encode stops there), it keeps the
         # muxer's list from being empty when there is one clip.
         ends = list(accumulate(b - a for a, b, _ in spans))
-        return ends, {i: c for i, (_, _, c) in enumerate(spans)}, keep
+        return ends, {i: c for i, (_, _, c) in enumerate(spans)}, Selection(expr, ends[-1])
     starts = sorted({x for a, b, _ in spans for x in (a, b)} - {0})
     index = {f: i + 1 for i, f in enumerate(starts)}  # segment i starts at starts[i-1]
     return starts, {0 if a == 0 else index[a]: c for a, _, c in spans}, None
@@ -340,8 +347,6 @@ def transcode_video(video: dict[str, Any], cfg: TranscodeConfig, clip_dir: Path)
     window = unit_window(wanted, fps, unit["zero_s"]) if unit else None
     origin = window.first if window else 0
     bounds, by_segment, keep = plan_segments(wanted, fps, origin, not cfg.keep_audio)
-    if window is not None:  # the encode stops at the window's end, its last bound
-        bounds = [b for b in bounds if b <= window.frames]
     if not by_segment:  # every clip is under one output frame: nothing to decode for
         for c in wanted:
             _fail(c, "transcode: clip shorter than one output frame")

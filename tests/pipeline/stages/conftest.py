@@ -6,11 +6,18 @@ where the dissolve guard looks.
 
 from __future__ import annotations
 
+import json
+import random
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+
+from pipeline.config.curate import SplitConfig
+from pipeline.staging import SplitStage
+from pipeline.staging_spans import PENDING, SpansStage
 
 W, H, FPS = 192, 108, 24.0
 
@@ -70,3 +77,20 @@ def draw() -> SimpleNamespace:
         soft_texture=soft_texture, pan=pan, shot=shot, crossfade=crossfade, blend=blend,
         flash=flash, W=W, H=H, FPS=FPS,
     )  # fmt: skip
+
+
+def _split_in_spans(stage: SplitStage, cfg: SplitConfig, video: dict, seed: int) -> dict:
+    rows = SpansStage(cfg, str(stage.work))({"video": json.dumps(video)})
+    random.Random(seed).shuffle(rows)  # workers finish in any order
+    out = [json.loads(stage(r)["video"]) for r in rows]
+    joined = [v for v in out if not v.get(PENDING)]
+    assert len(rows) >= 2 and len(joined) == 1  # exactly one span joins the video
+    return joined[0]
+
+
+@pytest.fixture(scope="session")
+def split_in_spans() -> Callable[[SplitStage, SplitConfig, dict, int], dict]:
+    """`(stage, cfg, video, seed) -> joined row`: a long video through the real span stages
+    (`SpansStage`, then `stage` on each span row in a shuffled order); exactly one span
+    joins the video."""
+    return _split_in_spans

@@ -6,7 +6,6 @@ analysed in spans, with timestamps that start at 1.5 s and cuts off the proxy's 
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from pipeline.report.previews import Clip, make_previews, preview_path
 from pipeline.stages.probe import probe_video
 from pipeline.stages.proxy import INDEX, PREVIEW_WIDTH, proxy_at, write_index
 from pipeline.staging import SplitStage
-from pipeline.staging_spans import PENDING, SpansStage
 from pipeline.synthetic.synth import encode_frames
 from schemas.layout import partial_dir, video_dir, work_dir
 
@@ -95,15 +93,11 @@ def test_previews_from_the_proxy_of_a_whole_video(footage, tmp_path):
     assert _previews_show_their_own_shots(tmp_path, split, colours, starts) == len(SHOTS)
 
 
-def test_previews_from_the_proxies_of_a_video_in_spans(footage, tmp_path):
+def test_previews_from_the_proxies_of_a_video_in_spans(footage, tmp_path, split_in_spans):
     video, colours, starts = footage
     work = work_dir(tmp_path)
     cfg = SplitConfig(min_clip_s=1.0, trim_s=0.0, chunk_s=CHUNK_S)
-    stage = SplitStage(cfg, str(work))
-    rows = SpansStage(cfg, str(work))({"video": json.dumps(video)})
-    random.Random(0).shuffle(rows)
-    out = [json.loads(stage(r)["video"]) for r in rows]
-    (split,) = [v for v in out if not v.get(PENDING)]
+    split = split_in_spans(SplitStage(cfg, str(work)), cfg, video, seed=0)
     assert [(s["start"], s["end"]) for s in split["analysis_spans"]] == [(0, 200), (200, None)]
     _finished(work, video["video_id"])
     index = json.loads((video_dir(work, video["video_id"]) / INDEX).read_text())

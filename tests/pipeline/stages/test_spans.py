@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
 
 import numpy as np
@@ -20,7 +19,7 @@ from pipeline.stages.probe import probe_video
 from pipeline.stages.proxy import INDEX
 from pipeline.stages.spans import SPAN_ALIGN, Span, plan_spans
 from pipeline.staging import SplitStage, UnitsStage
-from pipeline.staging_spans import PENDING, SPANS, SpansStage
+from pipeline.staging_spans import SPANS, SpansStage
 from pipeline.synthetic.synth import encode_frames
 from schemas.layout import partial_dir
 
@@ -66,15 +65,6 @@ def _digest(folder) -> dict[str, str]:
     }
 
 
-def _split_in_spans(stage: SplitStage, cfg: SplitConfig, video: dict, seed: int):
-    rows = SpansStage(cfg, str(stage.work))({"video": json.dumps(video)})
-    random.Random(seed).shuffle(rows)  # workers finish in any order
-    out = [json.loads(stage(r)["video"]) for r in rows]
-    joined = [v for v in out if not v.get(PENDING)]
-    assert len(rows) >= 2 and len(joined) == 1  # exactly one span joins the video
-    return joined[0]
-
-
 @pytest.mark.parametrize(
     ("detector", "which", "spans"),
     [
@@ -84,14 +74,14 @@ def _split_in_spans(stage: SplitStage, cfg: SplitConfig, video: dict, seed: int)
     ],
 )
 def test_spans_give_the_whole_videos_cuts_masks_and_samples(
-    detector, which, spans, request, tmp_path
+    detector, which, spans, request, tmp_path, split_in_spans
 ):
     video = request.getfixturevalue(which)
     cfg = SplitConfig(detector=detector, min_clip_s=1.0, chunk_s=CHUNK_S)
     stage = SplitStage(cfg, str(tmp_path))
     whole = json.loads(stage({"video": json.dumps(video)})["video"])
     files = _digest(partial_dir(tmp_path, video["video_id"]))
-    joined = _split_in_spans(stage, cfg, video, seed=len(detector))
+    joined = split_in_spans(stage, cfg, video, seed=len(detector))
 
     assert [(s["start"], s["end"]) for s in joined.pop("analysis_spans")] == spans
     assert joined == whole
@@ -105,7 +95,7 @@ def test_spans_give_the_whole_videos_cuts_masks_and_samples(
     assert all(min(abs(s - b) for s in starts) <= 12 for b in borders), starts
 
 
-def test_a_span_that_sees_damage_has_the_video_analysed_whole(tmp_path):
+def test_a_span_that_sees_damage_has_the_video_analysed_whole(tmp_path, split_in_spans):
     from pipeline.synthetic.damage import make_damaged
     from pipeline.synthetic.synth import synthesize
 
@@ -116,7 +106,7 @@ def test_a_span_that_sees_damage_has_the_video_analysed_whole(tmp_path):
     stage = SplitStage(cfg, str(tmp_path / "work"))
     whole = json.loads(stage({"video": json.dumps(video)})["video"])
     assert whole["error"].startswith("damaged:")  # the whole pass names the damage
-    joined = _split_in_spans(stage, cfg, video, seed=1)
+    joined = split_in_spans(stage, cfg, video, seed=1)
     assert "analysis_spans" not in joined  # analysed in one piece instead
     assert joined == whole
 
