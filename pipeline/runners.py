@@ -144,6 +144,7 @@ class RayRunner:
 
     def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
         import ray
+        from ray.data.context import AutoscalingConfig
 
         if not rows:
             return iter(())
@@ -155,6 +156,10 @@ class RayRunner:
             # so a video's units in one block would run on one worker, one after the other.
             # (A `repartition` would do it as a task asking for a whole CPU the pools hold.)
             ds.context.target_max_block_size = 1
+        # A pool grows once every actor is busy (utilisation 1.0 with one row in flight per
+        # actor, `StageResources.actor_args`); Ray Data's 1.75 would need rows queued on
+        # busy actors, so such a pool would never grow.
+        ds.context.autoscaling_config = AutoscalingConfig(actor_pool_util_upscaling_threshold=1.0)
         for (cls, args, res), ray_args in zip(stages, self._actor_args(stages), strict=True):
             if fans_out(cls):
                 ds = ds.flat_map(cls(*args), **ray_args)  # a task: splitting a row is free

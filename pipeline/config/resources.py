@@ -138,11 +138,12 @@ class StageResources:
         from ray.data import ActorPoolStrategy  # only the Ray runner gets here
 
         lo, hi = self.pool_size(cluster_cpus)
-        return {
-            **self.ray_args(),
-            "num_cpus": self.num_cpus * cpu_scale,
-            "compute": ActorPoolStrategy(min_size=lo, max_size=hi),
-        }
+        # One row at a time per actor: a row is a whole video (or unit), seconds to minutes
+        # of work. Ray Data's default queues a second row on a busy actor, where it stays
+        # even once another actor is free (seen: a video's two encode units one after the
+        # other on one actor while the pool's second actor started idle).
+        pool = ActorPoolStrategy(min_size=lo, max_size=hi, max_tasks_in_flight_per_actor=1)
+        return {**self.ray_args(), "num_cpus": self.num_cpus * cpu_scale, "compute": pool}
 
     def task_retries(self) -> dict[str, int]:
         """Ray's retry options for a plain-function stage (tasks): re-run on worker death.

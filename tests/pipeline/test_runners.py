@@ -4,7 +4,10 @@ warning."""
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -98,7 +101,9 @@ def test_retries_reach_ray_and_only_their_deprecation_warning_is_silenced(ray_lo
         tasks = map_with_retries(ds, _same, res.task_retries(), **res.ray_args())
     assert [str(w.message) for w in caught] == []
     pool = actors._logical_plan.dag
-    assert pool.compute == ActorPoolStrategy(min_size=1, max_size=2)
+    assert pool.compute == ActorPoolStrategy(
+        min_size=1, max_size=2, max_tasks_in_flight_per_actor=1
+    )
     assert pool.ray_remote_args == {"num_cpus": 0.5, "max_restarts": -1, "max_task_retries": 3}
     assert tasks._logical_plan.dag.ray_remote_args == {"num_cpus": 0.5, "max_retries": 3}
     # Ray does warn about the retry options; any other deprecation still reaches the caller.
@@ -106,3 +111,32 @@ def test_retries_reach_ray_and_only_their_deprecation_warning_is_silenced(ray_lo
         ds.map(_same, max_retries=3)
     with pytest.warns(RayDeprecationWarning, match="`ray_remote_args_fn` is deprecated"):
         map_with_retries(ds, _same, {}, ray_remote_args_fn=dict)
+
+
+class Meet:
+    """Writes its process id into `folder`, then waits (at most `wait_s`) until `n` rows
+    have: two rows meet only if two actors hold them at the same time."""
+
+    def __init__(self, folder: str, n: int, wait_s: float) -> None:
+        self.folder, self.n, self.wait_s = Path(folder), n, wait_s
+
+    def __call__(self, row: dict) -> dict:
+        pid = os.getpid()
+        (self.folder / f"{row['x']}-{pid}").touch()
+        deadline = time.monotonic() + self.wait_s
+        while len(list(self.folder.iterdir())) < self.n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"x": row["x"], "pid": pid, "met": len(list(self.folder.iterdir())) >= self.n}
+
+
+@pytest.mark.slow
+def test_a_pool_grows_to_take_a_waiting_row_instead_of_queueing_it_on_a_busy_actor(
+    ray_local, tmp_path
+):
+    # A pool of default bounds (one actor, growing to two on 2 CPUs) and two rows: each a
+    # video's encode unit, say. Ray Data's defaults queued the second on the first actor,
+    # behind the first row; it must go to a second actor while the first row runs.
+    meet = (Meet, (str(tmp_path), 2, 20.0), StageResources(num_cpus=1))
+    rows = list(RayRunner(None, None).stream([{"x": 1}, {"x": 2}], [meet]))
+    assert [r["met"] for r in rows] == [True, True]
+    assert len({r["pid"] for r in rows}) == 2
