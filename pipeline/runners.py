@@ -1,8 +1,9 @@
 """How the driver's stages run: in this process, or as Ray Data actor pools.
 
 A stage list is `(class, constructor arguments, StageResources)` triples. Runs of plain CPU
-stages fuse into one actor (`ChainStage`); a stage that fans out (`fans_out`) is flat-mapped
-between the pools, its rows one per block.
+stages fuse into one actor (`ChainStage`); a stage that fans out (`fans_out`) is flat-mapped,
+its rows one per block: in the actor of the CPU stages before it (`FanChainStage`), or as
+tasks of its own.
 """
 
 from __future__ import annotations
@@ -44,8 +45,14 @@ def _through(row: dict, built: list[Callable]) -> Iterator[dict]:
 
 
 def fans_out(stage: Any) -> bool:
-    """A 1:N stage (`UnitsStage`): flat-mapped, never fused, its rows one per block."""
+    """A 1:N stage (`UnitsStage`): flat-mapped, its rows one per block."""
     return bool(getattr(stage, "fans_out", False))
+
+
+def runs_as_task(stage: Any) -> bool:
+    """A fan-out on its own (first, or after a placed stage) runs as Ray tasks: no actor
+    holds CPUs for it between rows. One fused after CPU stages runs in their actor."""
+    return fans_out(stage) and not (isinstance(stage, type) and issubclass(stage, ChainStage))
 
 
 class ChainStage:
@@ -66,8 +73,28 @@ class ChainStage:
         return row
 
 
+class FanChainStage(ChainStage):
+    """CPU stages, then a fan-out, in one actor (flat-mapped).
+
+    Run as a task of its own, a fan-out after the split (`UnitsStage`) started a Ray worker
+    for most rows (Ray ends an idle worker beyond the CPUs' count after a second): 0.5-1.4 s
+    each, between a video's split and its transcode.
+    """
+
+    fans_out = True
+
+    def __init__(self, specs: list[tuple[type, tuple]]) -> None:
+        *head, (fan, args) = specs
+        super().__init__(head)
+        self.fan = fan(*args)
+
+    def __call__(self, row: dict[str, Any]) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self.fan(super().__call__(row))
+
+
 def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
-    """Merge runs of consecutive plain-CPU stages into ChainStages.
+    """Merge runs of consecutive plain-CPU stages into ChainStages; a fan-out right after
+    such a run ends it, in the same actor (`FanChainStage`).
 
     A placed stage (GPUs, custom resources, [min, max] bounds, own_pool) keeps its own
     pool: fused, its placement would apply to its neighbours too, or be lost.
@@ -75,8 +102,8 @@ def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
     out: list[Stage] = []
     run: list[Stage] = []
 
-    def flush() -> None:
-        if len(run) == 1:
+    def flush(cls: type = ChainStage) -> None:
+        if len(run) == 1 and cls is ChainStage:
             out.append(run[0])
         elif run:
             memory = [r.memory for _, _, r in run if r.memory]
@@ -85,11 +112,14 @@ def fuse_cpu_stages(stages: list[Stage]) -> list[Stage]:
                 memory=max(memory) if memory else None,  # one stage at a time per actor
                 max_task_retries=max(r.max_task_retries for _, _, r in run),
             )
-            out.append((ChainStage, ([(c, a) for c, a, _ in run],), res))
+            out.append((cls, ([(c, a) for c, a, _ in run],), res))
         run.clear()
 
     for stage in stages:
-        if stage[2].placed or fans_out(stage[0]):
+        if fans_out(stage[0]) and run and not stage[2].placed:
+            run.append(stage)
+            flush(FanChainStage)
+        elif stage[2].placed or fans_out(stage[0]):
             flush()
             out.append(stage)
         else:
@@ -123,12 +153,14 @@ class RayRunner:
         and a fan-out's task fit; the OS shares the cores.
         """
         need = sum(
-            res.num_cpus * (1 if fans_out(c) else res.pool_size(self.cpus)[0])
+            res.num_cpus * (1 if runs_as_task(c) else res.pool_size(self.cpus)[0])
             for c, _, res in stages
         )
         scale = min(1.0, self.cpus / need) if need else 1.0
         return [
-            {"num_cpus": res.num_cpus * scale} if fans_out(c) else res.actor_args(self.cpus, scale)
+            {"num_cpus": res.num_cpus * scale}
+            if runs_as_task(c)
+            else res.actor_args(self.cpus, scale)
             for c, _, res in stages
         ]
 
@@ -161,17 +193,20 @@ class RayRunner:
         # busy actors, so such a pool would never grow.
         ds.context.autoscaling_config = AutoscalingConfig(actor_pool_util_upscaling_threshold=1.0)
         for (cls, args, res), ray_args in zip(stages, self._actor_args(stages), strict=True):
-            if fans_out(cls):
+            if runs_as_task(cls):
                 ds = ds.flat_map(cls(*args), **ray_args)  # a task: splitting a row is free
                 continue
             # Callable classes run as actor pools: a model (TransNetV2) loads once per actor.
-            retries = res.actor_retries()
-            ds = map_with_retries(ds, cls, retries, fn_constructor_args=args, **ray_args)
+            retries, how = res.actor_retries(), "flat_map" if fans_out(cls) else "map"
+            ds = map_with_retries(ds, cls, retries, how, fn_constructor_args=args, **ray_args)
         return ds.iter_rows()
 
 
-def map_with_retries(ds: Any, fn: Callable, retries: dict[str, int], **named: Any) -> Any:
-    """`ds.map(fn, **named)` with Ray's retry options, without the warning they raise.
+def map_with_retries(
+    ds: Any, fn: Callable, retries: dict[str, int], how: str = "map", **named: Any
+) -> Any:
+    """`ds.map(fn, **named)` (or `how`: "flat_map") with Ray's retry options, without the
+    warning they raise.
 
     Ray 2.60's `Dataset.map` names no retry parameter: max_retries, max_restarts and
     max_task_retries only pass through `**ray_remote_args`, which warns "deprecated and will
@@ -185,4 +220,4 @@ def map_with_retries(ds: Any, fn: Callable, retries: dict[str, int], **named: An
         warnings.filterwarnings(
             "ignore", message="`ray_remote_args` is deprecated", category=RayDeprecationWarning
         )
-        return ds.map(fn, **named, **retries)
+        return getattr(ds, how)(fn, **named, **retries)

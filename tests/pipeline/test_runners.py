@@ -14,10 +14,12 @@ import pytest
 from pipeline.config.resources import StageResources
 from pipeline.runners import (
     ChainStage,
+    FanChainStage,
     LocalRunner,
     RayRunner,
     fuse_cpu_stages,
     map_with_retries,
+    runs_as_task,
 )
 
 
@@ -62,15 +64,31 @@ class Fan:
         return [{"x": row["x"] * 10 + k} for k in range(self.n)]
 
 
-def test_a_fan_out_is_never_fused_and_its_rows_go_on_through_the_rest():
+# 1 -> 11 -> 110, 111, 112 -> each *10+2, then *10+3; 2 likewise.
+FANNED = [(110 + k) * 100 + 23 for k in range(3)] + [(210 + k) * 100 + 23 for k in range(3)]
+
+
+def test_a_fan_out_ends_the_cpu_run_before_it_and_its_rows_go_on_through_the_rest():
     stages = [(Add, (1,), CPU), (Fan, (3,), CPU), (Add, (2,), CPU), (Add, (3,), CPU)]
     fused = fuse_cpu_stages(stages)
-    assert [cls for cls, _, _ in fused] == [Add, Fan, ChainStage]
-    rows = list(LocalRunner().stream([{"x": 1}, {"x": 2}], stages))
-    # 1 -> 11 -> 110, 111, 112 -> each *10+2, then *10+3
-    assert [r["x"] for r in rows] == [(110 + k) * 100 + 23 for k in range(3)] + [
-        (210 + k) * 100 + 23 for k in range(3)
-    ]
+    assert [cls for cls, _, _ in fused] == [FanChainStage, ChainStage]
+    assert [r["x"] for r in LocalRunner().stream([{"x": 1}, {"x": 2}], stages)] == FANNED
+    assert [r["x"] for r in LocalRunner().stream([{"x": 1}, {"x": 2}], fused)] == FANNED
+
+
+def test_a_fan_out_first_or_after_a_placed_stage_stays_alone():
+    fan = (Fan, (3,), CPU)
+    assert fuse_cpu_stages([fan, (Add, (1,), CPU)]) == [fan, (Add, (1,), CPU)]
+    placed = (Add, (1,), GPU)
+    assert fuse_cpu_stages([placed, fan]) == [placed, fan]
+    assert runs_as_task(Fan) and not runs_as_task(FanChainStage)
+
+
+@pytest.mark.slow
+def test_a_fused_fan_out_gives_the_same_rows_on_ray(ray_local):
+    stages = [(Add, (1,), CPU), (Fan, (3,), CPU), (Add, (2,), CPU), (Add, (3,), CPU)]
+    rows = RayRunner(None, None).stream([{"x": 1}, {"x": 2}], stages)
+    assert sorted(r["x"] for r in rows) == FANNED
 
 
 def test_pools_are_scaled_so_each_ones_minimum_fits(ray_local):

@@ -26,7 +26,7 @@ def test_gpu_fraction_custom_resource_and_bounds_reach_the_actor_pool():
         "num_gpus": 0.25,
         "resources": {"node2": 1},
         "memory": 1 << 30,
-        "compute": ActorPoolStrategy(min_size=2, max_size=6),
+        "compute": ActorPoolStrategy(min_size=2, max_size=6, max_tasks_in_flight_per_actor=1),
     }
     assert res.actor_retries() == {"max_restarts": -1, "max_task_retries": 3}
 
