@@ -265,15 +265,29 @@ def curate(
         if v["status"] == "ok" and edits.get(v["video_id"]):
             v["cut_edits"] = edits[v["video_id"]]
     counts = _process(runner, videos, cfg, work, show)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Packing and the page need no Ray: a local instance shuts down (1-2 s) meanwhile.
+        packing = pool.submit(_pack_and_page, out, videos, cfg, page)
+        runner.close()
+        summary = packing.result()
+    run = {"wall_s": round(time.perf_counter() - t0, 3), **counts}
+    (work / "last_run.json").write_text(json.dumps(run))
+    return summary
+
+
+def _pack_and_page(
+    out: Path, videos: list[dict[str, Any]], cfg: CurateConfig, page: bool
+) -> dict[str, Any]:
+    """Shards, manifest and summary from the staged videos; then report.html, if `page`."""
     fp = fingerprint(cfg)
     staged = {
-        v["video_id"]: load_staged(work, v["video_id"], fp) for v in videos if v["status"] == "ok"
+        v["video_id"]: load_staged(work_dir(out), v["video_id"], fp)
+        for v in videos
+        if v["status"] == "ok"
     }
     summary = pack(out, videos, staged, cfg)
     if page:
         write_report_quietly(out)  # report.html: the human view; its failure costs one log line
-    run = {"wall_s": round(time.perf_counter() - t0, 3), **counts}
-    (work / "last_run.json").write_text(json.dumps(run))
     return summary
 
 

@@ -25,6 +25,9 @@ class LocalRunner:
     def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
         return [fn(r) for r in rows]
 
+    def close(self) -> None:
+        """Nothing to stop."""
+
     def stream(self, rows: list[dict], stages: list[Stage]) -> Iterator[dict]:
         if not rows:
             return  # no stage is built (models are not loaded) for nothing
@@ -135,13 +138,21 @@ class RayRunner:
         self.fuse = fuse
         import ray
 
-        if not ray.is_initialized():
+        self.started = not ray.is_initialized()
+        if self.started:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address is None:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count()
             with stdin_from_devnull():  # Ray's processes must not hold the person's terminal
                 ray.init(address=address, **kwargs)
         self.cpus = int(ray.cluster_resources().get("CPU", 1))
+
+    def close(self) -> None:
+        """Shut down the Ray instance this runner started; one it joined runs on."""
+        import ray
+
+        if self.started:
+            ray.shutdown()
 
     def _actor_args(self, stages: list[Stage]) -> list[dict[str, Any]]:
         """Ray arguments of each stage's actor pool (`StageResources.actor_args`).

@@ -158,3 +158,9 @@ def test_a_pool_grows_to_take_a_waiting_row_instead_of_queueing_it_on_a_busy_act
     rows = list(RayRunner(None, None).stream([{"x": 1}, {"x": 2}], [meet]))
     assert [r["met"] for r in rows] == [True, True]
     assert len({r["pid"] for r in rows}) == 2
+
+
+def test_closing_leaves_a_ray_it_joined_running(ray_local):
+    runner = RayRunner(None, None)  # the shared local Ray, started by the fixture
+    runner.close()
+    assert ray_local.is_initialized()
