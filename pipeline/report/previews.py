@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PREVIEWS = "previews"
 MAX_S = 4.0
+BATCH = 16  # proxy previews per ffmpeg
 
 
 def previews_dir(out: Path) -> Path:
@@ -60,34 +61,49 @@ class Clip(NamedTuple):
     duration_s: float
 
 
-def webp_args(
-    src: Path, dst: Path, start_s: float | None = None, duration_s: float = MAX_S
-) -> list[str]:
-    """ffmpeg arguments (a list, never a shell string) for one preview; `start_s` seeks in
-    the source (a clip rejected before transcode has no mp4 of its own)."""
+class Job(NamedTuple):
+    """One preview's ffmpeg input and output arguments (lists, never a shell string)."""
+
+    read: list[str]
+    write: list[str]
+    dst: Path
+    proxy: bool  # cut from a proxy: batched with others (`_batches`)
+
+    def args(self) -> list[str]:
+        return ["-y", *self.read, *self.write]
+
+
+def webp_job(src: Path, dst: Path, start_s: float | None = None, duration_s: float = MAX_S) -> Job:
+    """One preview from a clip's mp4, or from the source at `start_s` (a clip rejected
+    before transcode has no mp4 of its own)."""
     seek = ["-ss", f"{start_s:.3f}"] if start_s is not None else []
     read = [*seek, "-t", f"{min(duration_s, MAX_S):.3f}"]
-    return _webp(src, dst, read, [f"fps={PREVIEW_FPS},{PREVIEW_SCALE}"])
+    return Job(
+        _input(src, read), _output(_tmp(dst), [f"fps={PREVIEW_FPS},{PREVIEW_SCALE}"]), dst, False
+    )
 
 
-def proxy_webp_args(proxy: Path, dst: Path, timestamp_s: float, frames: int) -> list[str]:
-    """ffmpeg arguments for one preview from a proxy: `frames` of it from its frame at
-    `timestamp_s` (the proxy keeps the source's timestamps, and is at the preview's size
-    and rate already)."""
+def proxy_job(proxy: Path, dst: Path, timestamp_s: float, frames: int) -> Job:
+    """One preview from a proxy: `frames` of it from its frame at `timestamp_s` (the proxy
+    keeps the source's timestamps, and is at the preview's size and rate already)."""
     read = ["-seek_timestamp", "1", "-ss", f"{timestamp_s:.6f}"]
-    return _webp(proxy, dst, read, ["null", "-frames:v", str(frames)])
+    return Job(
+        _input(proxy, read), _output(_tmp(dst), ["null", "-frames:v", str(frames)]), dst, True
+    )
 
 
-def _webp(src: Path, dst: Path, read: list[str], vf: list[str]) -> list[str]:
+def _tmp(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".tmp")
+
+
+def _input(src: Path, read: list[str]) -> list[str]:
+    # One decoder thread: previews run several at a time, and a threaded decoder of a
+    # small clip spends more on its threads than it saves (12% less CPU, RESULTS.md).
+    return [*read, "-threads", "1", "-i", str(src)]
+
+
+def _output(dst: Path, vf: list[str]) -> list[str]:
     return [
-        "-y",
-        *read,
-        # One decoder thread: previews run several at a time, and a threaded decoder of a
-        # small clip spends more on its threads than it saves (12% less CPU, RESULTS.md).
-        "-threads",
-        "1",
-        "-i",
-        str(src),
         "-an",
         "-vf",
         *vf,
@@ -105,21 +121,53 @@ def _webp(src: Path, dst: Path, read: list[str], vf: list[str]) -> list[str]:
     ]
 
 
-def _make_one(args: list[str], dst: Path) -> bool:
-    tmp = Path(args[-1])
+def batch_args(jobs: list[Job]) -> list[str]:
+    """One ffmpeg for several previews: each its own input (its own seek) and output. The
+    previews are byte for byte those of one ffmpeg each, without a process start (about
+    20 ms, most of a proxy preview's cost) per preview."""
+    outputs = [arg for i, job in enumerate(jobs) for arg in ("-map", f"{i}:v", *job.write)]
+    return ["-y", *(arg for job in jobs for arg in job.read), *outputs]
+
+
+def _make_one(job: Job) -> bool:
+    tmp = _tmp(job.dst)
     try:
-        run_ffmpeg(args, timeout=60)
-        os.replace(tmp, dst)
+        run_ffmpeg(job.args(), timeout=60)
+        os.replace(tmp, job.dst)
         return True
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        log.debug("preview %s failed: %s", dst.name, exc)
+        log.debug("preview %s failed: %s", job.dst.name, exc)
         tmp.unlink(missing_ok=True)
         return False
 
 
-def _job(out: Path, clip: Clip) -> tuple[list[str], Path] | None:
+def _make_batch(jobs: list[Job]) -> int:
+    """The previews of `jobs` in one ffmpeg; one by one if it fails (one bad preview must
+    not cost the others); returns how many were made."""
+    if len(jobs) > 1:
+        try:
+            run_ffmpeg(batch_args(jobs), timeout=60)
+            for job in jobs:
+                os.replace(_tmp(job.dst), job.dst)
+            return len(jobs)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            log.debug("a batch of %d previews failed, one by one now: %s", len(jobs), exc)
+            for job in jobs:
+                _tmp(job.dst).unlink(missing_ok=True)
+    return sum(_make_one(job) for job in jobs)
+
+
+def _batches(jobs: list[Job], workers: int) -> list[list[Job]]:
+    """Proxy previews BATCH at a time (fewer when that would leave a worker idle), the others
+    one by one."""
+    cut = [job for job in jobs if job.proxy]
+    size = max(1, min(BATCH, -(-len(cut) // workers)))
+    alone = [[job] for job in jobs if not job.proxy]
+    return [cut[i : i + size] for i in range(0, len(cut), size)] + alone
+
+
+def _job(out: Path, clip: Clip) -> Job | None:
     dst = preview_path(out, clip.clip_id)
-    tmp = dst.with_name(dst.name + ".tmp")
     if dst.is_file():
         return None
     proxy = proxy_at(video_dir(work_dir(out), clip.video_id), clip.start_s)
@@ -127,13 +175,13 @@ def _job(out: Path, clip: Clip) -> tuple[list[str], Path] | None:
         path, at = proxy
         frames = preview_frames(at, at + clip.duration_s, round(MAX_S * PREVIEW_FPS))
         if frames:  # a clip shorter than the grid step may hold no proxy frame
-            return proxy_webp_args(path, tmp, at, frames), dst
+            return proxy_job(path, dst, at, frames)
     mp4 = staged_clip(out, clip.video_id, clip.clip_id)
     if mp4.is_file():
-        return webp_args(mp4, tmp), dst
+        return webp_job(mp4, dst)
     source = Path(clip.source_path)  # a URL input was fetched to work/: no preview then
     if "://" not in clip.source_path and source.is_file() and clip.duration_s > 0:
-        return webp_args(source, tmp, clip.start_s, clip.duration_s), dst
+        return webp_job(source, dst, clip.start_s, clip.duration_s)
     return None
 
 
@@ -147,7 +195,7 @@ def make_previews(out: Path, clips: list[Clip], workers: int | None = None) -> i
     previews_dir(out).mkdir(parents=True, exist_ok=True)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:  # ffmpeg does the work: threads suffice
-        made = sum(pool.map(lambda job: _make_one(*job), todo))
+        made = sum(pool.map(_make_batch, _batches(todo, workers)))
     if made < len(todo):
         log.warning("report: %d of %d previews could not be made", len(todo) - made, len(todo))
     return made

@@ -15,7 +15,16 @@ from PIL import Image, ImageSequence
 
 from pipeline.config.curate import SplitConfig
 from pipeline.ffmpeg import ffmpeg_exe
-from pipeline.report.previews import Clip, make_previews, preview_path
+from pipeline.report.previews import (
+    Clip,
+    _job,
+    _make_batch,
+    _make_one,
+    make_previews,
+    preview_path,
+    previews_dir,
+    proxy_job,
+)
 from pipeline.stages.probe import probe_video
 from pipeline.stages.proxy import INDEX, PREVIEW_WIDTH, proxy_at, write_index
 from pipeline.staging import SplitStage
@@ -106,6 +115,38 @@ def test_previews_from_the_proxies_of_a_video_in_spans(footage, tmp_path, split_
     # which runs past the border by the detectors' context.
     made = _previews_show_their_own_shots(tmp_path, split, colours, starts, whole=False)
     assert made == len(SHOTS)
+
+
+def test_previews_made_in_one_ffmpeg_are_those_made_alone_and_a_bad_one_costs_no_other(
+    footage, tmp_path
+):
+    video, _, _ = footage
+    work = work_dir(tmp_path)
+    split = _split_whole(video, work)
+    _finished(work, video["video_id"])
+    rows = [Clip(video["video_id"], c["clip_id"], "/absent.mp4", c["start_s"],
+                 c["end_s"] - c["start_s"]) for c in split["clips"]]  # fmt: skip
+    jobs = [_job(tmp_path, r) for r in rows]
+    assert all(j is not None and j.proxy for j in jobs)
+    previews_dir(tmp_path).mkdir(parents=True)
+    alone = {}
+    for job in jobs:
+        assert _make_one(job)
+        alone[job.dst.name] = job.dst.read_bytes()
+        job.dst.unlink()
+    assert _make_batch(jobs) == len(jobs)
+    assert {j.dst.name: j.dst.read_bytes() for j in jobs} == alone
+    for job in jobs:
+        job.dst.unlink()
+    # The first one's proxy is gone: the batch fails, and the others are made one by one.
+    bad = proxy_job(tmp_path / "gone.mkv", jobs[0].dst, 0.0, 4)
+    assert _make_batch([bad, *jobs[1:]]) == len(jobs) - 1
+    assert {j.dst.name: j.dst.read_bytes() for j in jobs[1:]} == {
+        j.dst.name: alone[j.dst.name] for j in jobs[1:]
+    }
+    assert sorted(p.name for p in previews_dir(tmp_path).iterdir()) == sorted(
+        j.dst.name for j in jobs[1:]
+    )  # no half file, no temporary left
 
 
 def test_a_video_without_a_proxy_index_falls_back(footage, tmp_path):
