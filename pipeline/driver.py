@@ -66,15 +66,10 @@ def make_runner(cfg: CurateConfig) -> LocalRunner | RayRunner:
     return RayRunner(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.fuse)
 
 
-def check_codecs_where_they_run(runner: LocalRunner | RayRunner, cfg: CurateConfig) -> None:
-    """A GPU encoder or decoder that cannot run fails now, naming its flag, not per video.
-
-    Probed where its stage runs: in this process for in-process and local-Ray runs, and on
-    a cluster as a Ray task with the stage's own resources (the head often has no GPU).
-    """
-    if not isinstance(runner, RayRunner) or cfg.ray.address is None:
-        check_codecs(cfg)
-        return
+def check_codecs_on_cluster(cfg: CurateConfig) -> None:
+    """A GPU encoder or decoder that cannot run fails now, naming its flag, not per video:
+    probed where its stage runs, as a Ray task with the stage's own resources (the head
+    often has no GPU). On one machine `check_codecs` probes in this process (`_start`)."""
     import ray
 
     for probe, res in codec_checks(cfg):
@@ -102,7 +97,7 @@ def _start(
     """
     if cfg.ray.address not in (None, "none"):
         runner = make_runner(cfg)
-        check_codecs_where_they_run(runner, cfg)
+        check_codecs_on_cluster(cfg)
         return runner, partial(runner.map, rows, probe_video, cfg.probe.resources)
     check_codecs(cfg)  # the stages run on this machine: a failing codec stops it here
     probing = _probe_in_threads(rows)

@@ -52,10 +52,10 @@ def fans_out(stage: Any) -> bool:
     return bool(getattr(stage, "fans_out", False))
 
 
-def runs_as_task(stage: Any) -> bool:
+def runs_as_task(cls: type) -> bool:
     """A fan-out on its own (first, or after a placed stage) runs as Ray tasks: no actor
     holds CPUs for it between rows. One fused after CPU stages runs in their actor."""
-    return fans_out(stage) and not (isinstance(stage, type) and issubclass(stage, ChainStage))
+    return fans_out(cls) and not issubclass(cls, ChainStage)
 
 
 class ChainStage:

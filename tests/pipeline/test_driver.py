@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config.curate import ConfigError, build_config
-from pipeline.driver import check_codecs_where_they_run, curate, span_stages, unit_stages
-from pipeline.runners import RayRunner
+from pipeline.driver import check_codecs_on_cluster, curate, span_stages, unit_stages
 from pipeline.staging import UnitsStage
 from pipeline.staging_spans import SpansStage
 
@@ -62,5 +61,5 @@ def test_on_a_cluster_the_codec_probe_runs_as_a_ray_task_and_names_the_flag(ray_
     # "auto" joins the running Ray, as on a cluster: the probe goes where transcode runs.
     cfg = build_config({"transcode": {"encoder": "h264_nvenc"}, "ray": {"address": "auto"}})
     with pytest.raises(ConfigError, match=r"^--transcode\.encoder h264_nvenc is not usable"):
-        check_codecs_where_they_run(RayRunner("auto", None), cfg)
-    check_codecs_where_they_run(RayRunner("auto", None), build_config({"ray": {"address": "auto"}}))
+        check_codecs_on_cluster(cfg)
+    check_codecs_on_cluster(build_config({"ray": {"address": "auto"}}))
