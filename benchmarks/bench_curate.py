@@ -8,6 +8,8 @@
    (per file, one after another, as a user would run it; `--files N` curates a folder of N).
 2. curate at source resolution vs `scenedetect -i IN detect-adaptive split-video`.
 3. peak RSS of curate on a short and a long input (the long one is the short one concatenated).
+4. (`--parts cpu`) CPU seconds of the floor, curate in-process and on local Ray, split by the
+   kind of process that spent them (`_cpu.py`): where local Ray's extra time goes.
 --gpu instead: footage-hours per GPU-hour of split (TransNetV2), encode (NVENC, NVDEC) and CLIP
 on one GPU, against the CPU path on the same footage (`_curate_gpu.py`); without a GPU every
 row says "not measured" and why, and the script exits 0.
@@ -24,6 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cpu import KINDS, run_cpu  # noqa: E402
 from _measure import machine, median_run, median_runs, run_all  # noqa: E402
 
 from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
@@ -31,6 +34,7 @@ from pipeline.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
 DATA = Path(__file__).parent / "data"
 BIN = Path(sys.executable).parent
 OUT = DATA / "out"  # every curate run writes here, emptied before each
+PARTS = {"speed", "source", "rss", "cpu"}
 
 
 def clean_out() -> None:
@@ -162,6 +166,34 @@ def source_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[st
     ]
 
 
+def cpu_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[str, float, str]]:
+    """Part 4: CPU seconds by kind of process (medians per kind), the three runs alternating.
+    The floor's files run one after another, as in part 1."""
+    runs = {
+        "floor": [floor_cmd(src) for src in inputs],
+        "in-process": [curate_cmd(target, OUT, "--ray.address", "none")],
+        "local Ray": [curate_cmd(target, OUT)],
+    }
+    got: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, cmds in runs.items():
+            clean_out()
+            each = [run_cpu(cmd) for cmd in cmds]
+            kinds = {k: sum(c[k] for _, c in each) for k in KINDS}
+            got[name].append((sum(w for w, _ in each), kinds))
+    clean_out()
+    rows = []
+    for name, results in got.items():
+        wall = statistics.median(w for w, _ in results)
+        total = statistics.median(sum(c.values()) for _, c in results)
+        rows.append((f"{name}: wall", wall, f"runs {[round(w, 2) for w, _ in results]}"))
+        rows.append((f"{name}: CPU, all", total, "CPU s (the machine's busy time)"))
+        for k in KINDS:
+            cpu = statistics.median(c[k] for _, c in results)
+            rows += [(f"{name}: CPU, {k}", cpu, "CPU s")] if cpu >= 0.05 else []
+    return rows
+
+
 def rss_rows(src: Path, minutes: float, long_minutes: float) -> list[tuple[str, float, str]]:
     """Part 3: in-process peak RSS on a short and a long input (copies of the short one)."""
     long_src = concat(src, max(1, round(long_minutes / minutes)))
@@ -191,14 +223,14 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="speed,source,rss",
-        help="which tables: speed (vs the floor), source (vs scenedetect), rss",
+        help="which tables: speed (vs the floor), source (vs scenedetect), rss, cpu",
     )
     ap.add_argument("--gpu", action="store_true", help="GPU vs CPU rates of the GPU-able stages")
     ap.add_argument("--json", default=str(DATA / "bench_curate_gpu.json"), help="--gpu's JSON")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
-    if parts - {"speed", "source", "rss"}:
-        ap.error(f"--parts: unknown {sorted(parts - {'speed', 'source', 'rss'})}")
+    if parts - PARTS:
+        ap.error(f"--parts: unknown {sorted(parts - PARTS)}")
     DATA.mkdir(exist_ok=True)
     if args.gpu:
         gpu_main(args)
@@ -213,6 +245,7 @@ def main() -> None:
     rows += speed_rows(inputs, target, args.repeats) if "speed" in parts else []
     rows += source_rows(inputs, target, args.repeats) if "source" in parts else []
     rows += rss_rows(inputs[0], args.minutes, args.long_minutes) if "rss" in parts else []
+    rows += cpu_rows(inputs, target, args.repeats) if "cpu" in parts else []
     footage = f"{len(inputs)} file(s) of {args.minutes:g} min of synthetic 720p"
     print(f"machine: {machine()}; median of {args.repeats}; {footage}")
     print("| what | value | note |\n|---|---|---|")
