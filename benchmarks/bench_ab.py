@@ -1,7 +1,7 @@
 """Paired A/B of `clipmill curate` between two checkouts: which change made it faster.
 
     .venv/bin/python benchmarks/bench_ab.py --old /tmp/old --new . --repeats 3 \\
-        [--input benchmarks/data/synth_720p_3min.mp4] -- --ray.address none [more flags]
+        [--input benchmarks/data/synth_720p_3min.mp4 or a folder] -- --ray.address none [more flags]
 
 Each checkout runs as `python -m pipeline.cli curate INPUT --output TMP FLAGS` with the
 checkout as its working directory (so its own `pipeline` package is the one imported; the
@@ -54,8 +54,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("flags", nargs="*", help="curate flags, after --")
     args = ap.parse_args()
-    if not args.input.is_file():
-        ap.error(f"--input: no such file {args.input} (bench_curate.py makes the default)")
+    if not args.input.exists():
+        ap.error(f"--input: no such file or folder {args.input} (bench_curate.py makes one)")
     runs: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
     for _ in range(args.repeats):
         for side in ("old", "new"):
