@@ -9,8 +9,6 @@ tasks of its own.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,15 +20,7 @@ Stage = tuple[type, tuple, StageResources]  # stage class, constructor arguments
 
 
 class LocalRunner:
-    """Runs the stages in this process (`--ray.address none`, and unit tests).
-
-    Each stage runs on a thread of its own and hands its rows to the next over a queue of
-    one, so one video's transcode (an ffmpeg) runs while the next video's split decodes and
-    the previous one's clips are scored. The rows come out in the order one thread would
-    give: every stage takes its rows first in, first out. No stage object is called from two
-    threads, and a stage's exception is raised in the caller's thread, after the rows that
-    came before it.
-    """
+    """Runs the stages in this process, in order (`--ray.address none`, and unit tests)."""
 
     def map(self, rows: list[dict], fn: Callable, res: StageResources) -> list[dict]:
         return [fn(r) for r in rows]
@@ -42,71 +32,19 @@ class LocalRunner:
         if not rows:
             return  # no stage is built (models are not loaded) for nothing
         built = [cls(*args) for cls, args, _ in stages]
-        yield from _line(rows, built)
+        for row in rows:
+            yield from _through(row, built)
 
 
-_END = object()  # after a stage's last row
-
-
-class _Failed:
-    """A stage's exception on its way down the line, to be raised in the caller's thread."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-def _put(box: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put `item` unless the caller has stopped reading (then False)."""
-    while not stop.is_set():
-        try:
-            box.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(box: queue.Queue, stop: threading.Event) -> Any:
-    """The next item, or _END once the caller has stopped reading."""
-    while not stop.is_set():
-        try:
-            return box.get(timeout=0.1)
-        except queue.Empty:
-            continue
-    return _END
-
-
-def _work(stage: Callable, inbox: queue.Queue, outbox: queue.Queue, stop: threading.Event) -> None:
-    """One stage's thread: each row in, its row (a fan-out: its rows) out, in order."""
-    while (row := _get(inbox, stop)) is not _END:
-        if isinstance(row, _Failed):
-            out: list[Any] = [row]
-        else:
-            try:
-                out = list(stage(row)) if fans_out(stage) else [stage(row)]
-            except BaseException as exc:  # raised again in the caller's thread
-                out = [_Failed(exc)]
-        if not all(_put(outbox, item, stop) for item in out):
-            return
-    _put(outbox, _END, stop)
-
-
-def _line(rows: list[dict], built: list[Callable]) -> Iterator[dict]:
-    """`rows` through `built`, one thread per stage (see `LocalRunner`)."""
-    stop = threading.Event()
-    boxes: list[queue.Queue] = [queue.Queue(), *(queue.Queue(maxsize=1) for _ in built)]
-    for row in [*rows, _END]:
-        boxes[0].put(row)
+def _through(row: dict, built: list[Callable]) -> Iterator[dict]:
+    """`row` through the stages in order; a stage that fans out sends each of its rows on."""
     for i, stage in enumerate(built):
-        args = (stage, boxes[i], boxes[i + 1], stop)
-        threading.Thread(target=_work, args=args, name=f"stage-{i}", daemon=True).start()
-    try:
-        while (item := boxes[-1].get()) is not _END:
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()  # the threads end after the row each is on
+        if fans_out(stage):
+            for part in stage(row):
+                yield from _through(part, built[i + 1 :])
+            return
+        row = stage(row)
+    yield row
 
 
 def fans_out(stage: Any) -> bool:

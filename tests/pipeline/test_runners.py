@@ -1,11 +1,10 @@
 """Stage fusion for Ray: consecutive CPU stages share one actor pool, GPU stages and fan-outs
 keep theirs; pools fit the machine; the Ray Data arguments reach Ray without a deprecation
-warning. In-process, the stages run on threads of their own, rows in order."""
+warning."""
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -75,53 +74,6 @@ def test_a_fan_out_ends_the_cpu_run_before_it_and_its_rows_go_on_through_the_res
     assert [cls for cls, _, _ in fused] == [FanChainStage, ChainStage]
     assert [r["x"] for r in LocalRunner().stream([{"x": 1}, {"x": 2}], stages)] == FANNED
     assert [r["x"] for r in LocalRunner().stream([{"x": 1}, {"x": 2}], fused)] == FANNED
-
-
-class MeetAt:
-    """Passes its row on; on row `at` it first waits at `barrier` for the other stage."""
-
-    def __init__(self, barrier: threading.Barrier, at: int) -> None:
-        self.barrier, self.at = barrier, at
-
-    def __call__(self, row: dict) -> dict:
-        if row["x"] == self.at:
-            self.barrier.wait()  # BrokenBarrierError after its timeout: nobody came
-        return row
-
-
-def test_in_process_a_stage_takes_the_next_row_while_the_one_after_it_works():
-    # The second stage holds row 1 until the first stage is on row 2: one thread for both
-    # (the first, then the second, on each row) cannot get there.
-    barrier = threading.Barrier(2, timeout=10)
-    stages = [(MeetAt, (barrier, 2), CPU), (MeetAt, (barrier, 1), CPU)]
-    rows = LocalRunner().stream([{"x": 1}, {"x": 2}, {"x": 3}], stages)
-    assert [r["x"] for r in rows] == [1, 2, 3]
-
-
-class Boom:
-    def __call__(self, row: dict) -> dict:
-        if row["x"] == 21:
-            raise ValueError("no row 21")
-        return row
-
-
-def test_in_process_a_stage_error_reaches_the_caller_after_the_rows_before_it():
-    got = []
-    stages = [(Add, (1,), CPU), (Boom, (), CPU), (Add, (2,), CPU)]
-    with pytest.raises(ValueError, match="no row 21"):
-        for row in LocalRunner().stream([{"x": 1}, {"x": 2}, {"x": 3}], stages):
-            got.append(row["x"])
-    assert got == [112]
-
-
-def test_in_process_stage_threads_end_when_the_caller_stops_reading():
-    rows = LocalRunner().stream([{"x": i} for i in range(50)], [(Add, (1,), CPU)] * 3)
-    assert next(rows) == {"x": 111}
-    rows.close()
-    deadline = time.monotonic() + 5
-    while any(t.name.startswith("stage-") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "stage threads still running"
-        time.sleep(0.05)
 
 
 def test_a_fan_out_first_or_after_a_placed_stage_stays_alone():
