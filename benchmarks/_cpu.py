@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from _measure import _children
+from _measure import tree
 
 TICK = os.sysconf("SC_CLK_TCK")
 # Ray's processes by their 15-character `comm` (a worker takes its actor's or task's name).
@@ -58,9 +58,7 @@ def _busy_s() -> float:
 
 def _sample(root: int, seen: dict[tuple[int, int], tuple[float, str]]) -> None:
     """Record every live process of the tree under `root`: (pid, start tick) -> (CPU s, kind)."""
-    stack = [root]
-    while stack:
-        pid = stack.pop()
+    for pid in tree(root):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -72,7 +70,6 @@ def _sample(root: int, seen: dict[tuple[int, int], tuple[float, str]]) -> None:
         key = (pid, int(f[19]))
         # A process that has exited but is not yet reaped has no cmdline: keep its kind.
         seen[key] = (cpu, seen[key][1] if key in seen and not cmd else kind(pid, root, comm, cmd))
-        stack += _children(pid)
 
 
 def run_cpu(cmd: list[str], interval: float = 0.1) -> tuple[float, dict[str, float]]:

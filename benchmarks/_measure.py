@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -38,18 +39,26 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (Ray workers included), MB."""
-    total, stack = 0, [pid]
+def tree(pid: int) -> Iterator[int]:
+    """A process and all its descendants (Ray workers included), each read as it is reached:
+    one that exits on the way is still yielded, and its children are then none."""
+    stack = [pid]
     while stack:
         p = stack.pop()
+        yield p
+        stack += _children(p)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MB."""
+    total = 0
+    for p in tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
         except OSError:
             continue
-        stack += _children(p)
     return total / 1024
 
 

@@ -119,14 +119,20 @@ def gpu_main(args: argparse.Namespace) -> None:
     print(report(device, machine(), rows, Path(args.json)))
 
 
-def speed_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[str, float, str]]:
-    """Part 1: the floor (one ffmpeg per file, one after another), curate on local Ray and
-    in-process; the three alternate, so the machine's drift falls on all of them."""
-    runs = {
+def contenders(inputs: list[Path], target: Path) -> dict[str, list[list[str]]]:
+    """The commands parts 1 and 4 compare: the floor (one ffmpeg per file, one after
+    another, as a user would loop over files), curate on local Ray and in-process."""
+    return {
         "floor": [floor_cmd(src) for src in inputs],
-        "ray": [curate_cmd(target, OUT)],
-        "local": [curate_cmd(target, OUT, "--ray.address", "none")],
+        "local Ray": [curate_cmd(target, OUT)],
+        "in-process": [curate_cmd(target, OUT, "--ray.address", "none")],
     }
+
+
+def speed_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[str, float, str]]:
+    """Part 1: the contenders' wall times; the three alternate, so the machine's drift falls
+    on all of them."""
+    runs = contenders(inputs, target)
     walls: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, cmds in runs.items():
@@ -167,13 +173,9 @@ def source_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[st
 
 
 def cpu_rows(inputs: list[Path], target: Path, repeats: int) -> list[tuple[str, float, str]]:
-    """Part 4: CPU seconds by kind of process (medians per kind), the three runs alternating.
-    The floor's files run one after another, as in part 1."""
-    runs = {
-        "floor": [floor_cmd(src) for src in inputs],
-        "in-process": [curate_cmd(target, OUT, "--ray.address", "none")],
-        "local Ray": [curate_cmd(target, OUT)],
-    }
+    """Part 4: the contenders' CPU seconds by kind of process (medians per kind), the three
+    runs alternating."""
+    runs = contenders(inputs, target)
     got: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, cmds in runs.items():

@@ -129,31 +129,31 @@ def batch_args(jobs: list[Job]) -> list[str]:
     return ["-y", *(arg for job in jobs for arg in job.read), *outputs]
 
 
-def _make_one(job: Job) -> bool:
-    tmp = _tmp(job.dst)
+def _run(args: list[str], jobs: list[Job], what: str) -> bool:
+    """One ffmpeg writing the temporaries of `jobs`, then each renamed into place; on
+    failure no temporary is left."""
     try:
-        run_ffmpeg(job.args(), timeout=60)
-        os.replace(tmp, job.dst)
+        run_ffmpeg(args, timeout=60)
+        for job in jobs:
+            os.replace(_tmp(job.dst), job.dst)
         return True
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        log.debug("preview %s failed: %s", job.dst.name, exc)
-        tmp.unlink(missing_ok=True)
+        log.debug("%s failed: %s", what, exc)
+        for job in jobs:
+            _tmp(job.dst).unlink(missing_ok=True)
         return False
+
+
+def _make_one(job: Job) -> bool:
+    return _run(job.args(), [job], f"preview {job.dst.name}")
 
 
 def _make_batch(jobs: list[Job]) -> int:
     """The previews of `jobs` in one ffmpeg; one by one if it fails (one bad preview must
     not cost the others); returns how many were made."""
-    if len(jobs) > 1:
-        try:
-            run_ffmpeg(batch_args(jobs), timeout=60)
-            for job in jobs:
-                os.replace(_tmp(job.dst), job.dst)
-            return len(jobs)
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            log.debug("a batch of %d previews failed, one by one now: %s", len(jobs), exc)
-            for job in jobs:
-                _tmp(job.dst).unlink(missing_ok=True)
+    what = f"a batch of {len(jobs)} previews (one by one now)"
+    if len(jobs) > 1 and _run(batch_args(jobs), jobs, what):
+        return len(jobs)
     return sum(_make_one(job) for job in jobs)
 
 
